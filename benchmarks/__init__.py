@@ -1,0 +1,1 @@
+"""The clawhost benchmark suite; run ``nox -s bench`` or ``python -m benchmarks``."""

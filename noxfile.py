@@ -1,0 +1,69 @@
+"""Every check the project runs, in one place: ``nox`` runs the default set (what CI runs).
+
+nox                 tests, lint, typing
+nox -s demo         install the example plugins and run the demo
+nox -s bench        the benchmark suite (writes benchmarks/results/latest.json)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typing", "bench_smoke"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+EXAMPLES = sorted(
+    path.parent.relative_to(ROOT).as_posix()
+    for path in (ROOT / "examples").glob("clawdesk-plugin-*/pyproject.toml")
+)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, against clawhost installed as a user would install it."""
+    # Tests build real wheels and install them into throw-away environments with pip.
+    session.install("pip", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[cli]", "mypy")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install the example plugins as a user would, then list what clawhost discovers."""
+    session.install(".", "hatchling")
+    session.install("--no-build-isolation", "--no-deps", *EXAMPLES)
+    session.run("python", "examples/list_plugins.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite; ``-- --quick`` for a smoke run."""
+    session.install(".")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """The benchmarks at their smallest size: they keep working, no figure is judged."""
+    session.install(".")
+    session.run(
+        "python", "-m", "benchmarks", "--quick", "--out", f"{session.create_tmp()}/bench.json"
+    )
