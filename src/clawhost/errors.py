@@ -371,9 +371,7 @@ class PluginTimeout(ClawhostError, TimeoutError):
     code finishes in the background.
     """
 
-    def __init__(
-        self, plugin: str, operation: str, limit: float, *, interrupted: bool = True
-    ) -> None:
+    def __init__(self, plugin: str, operation: str, limit: float, interrupted: bool = True) -> None:
         self.plugin = plugin
         self.operation = operation
         self.limit = limit
@@ -382,11 +380,7 @@ class PluginTimeout(ClawhostError, TimeoutError):
         super().__init__(f"plugin {plugin!r}: {operation} did not finish within {limit:g}s{tail}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (
-            type(self),
-            (self.plugin, self.operation, self.limit),
-            {"interrupted": self.interrupted},
-        )
+        return (type(self), (self.plugin, self.operation, self.limit, self.interrupted))
 
 
 # -- lifecycle --------------------------------------------------------------------------------
