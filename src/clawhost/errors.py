@@ -235,11 +235,7 @@ class MissingDependency(ResolutionError):
         super().__init__(plugin, f"{plugin} requires {dependency} {requirement}, which {why}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (
-            type(self),
-            (self.plugin, self.dependency, self.requirement),
-            {"disabled": self.disabled},
-        )
+        return (type(self), (self.plugin, self.dependency, self.requirement, self.disabled))
 
 
 class VersionConflict(ResolutionError):
