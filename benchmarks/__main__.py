@@ -6,10 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import bench_discovery
+from . import bench_audit, bench_discovery, bench_events, bench_reload, bench_resolve
 from ._harness import RESULTS, render_table, write_results
 
-CASES = {"discovery": bench_discovery.run}
+CASES = {
+    "discovery": bench_discovery.run,
+    "audit": bench_audit.run,
+    "events": bench_events.run,
+    "resolve": bench_resolve.run,
+    "reload": bench_reload.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

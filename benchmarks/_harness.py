@@ -128,16 +128,22 @@ def write_results(rows: Sequence[Row], path: Path, settings: Mapping[str, Any]) 
     path.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
 
 
+def _duration(ms: float) -> str:
+    if ms < 1:
+        return f"{ms * 1000:.2f} µs"
+    return f"{ms:.1f} ms"
+
+
 def render_table(rows: Sequence[Row]) -> str:
     """A Markdown table, for the terminal and for docs/performance.md."""
-    header = ["case", "N", "subject", "median ms", "vs", "ratio", "target", "met"]
+    header = ["case", "N", "subject", "median", "vs", "ratio", "target", "met"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [
             row.case,
             "" if row.n is None else str(row.n),
             row.subject,
-            f"{row.value_ms:.3f}" if row.value_ms < 1 else f"{row.value_ms:.1f}",
+            _duration(row.value_ms),
             row.baseline or "",
             "" if row.ratio is None else f"{row.ratio:.2f}x",
             row.target or "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -105,3 +106,32 @@ def age(root: Path, seconds: float = 3600) -> None:
         for name in dirs + files:
             os.utime(os.path.join(folder, name), (stamp, stamp))
     os.utime(root, (stamp, stamp))
+
+
+def directory_plugin(
+    root: Path,
+    name: str,
+    code: str,
+    *,
+    version: str = "1.0.0",
+    folder: str | None = None,
+    module: str | None = None,
+    entry_object: str | None = None,
+    sections: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a directory plugin (``plugin.toml`` + its module) under ``root``.
+
+    ``sections`` appends raw TOML tables (``capabilities='[plugin.capabilities]...'``).
+    The module gets a name of its own (unless ``module`` is given), so tests never collide
+    in ``sys.modules``.
+    """
+    module = module or f"dirplugin_{name.replace('-', '_')}_{uuid.uuid4().hex[:12]}"
+    folder_path = root / (folder or f"{name}-{version}")
+    folder_path.mkdir(parents=True, exist_ok=True)
+    entry = module if entry_object is None else f"{module}:{entry_object}"
+    text = manifest(name, version) + f'entry = "{entry}"\n'
+    for body in (sections or {}).values():
+        text += "\n" + textwrap.dedent(body).strip() + "\n"
+    (folder_path / "plugin.toml").write_text(text, "utf-8")
+    (folder_path / f"{module}.py").write_text(textwrap.dedent(code), "utf-8")
+    return folder_path

@@ -86,3 +86,9 @@ def _isolated_cache(
     """Keep every test's discovery cache out of the user's real cache directory."""
     monkeypatch.setenv("CLAWHOST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     return
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio through anyio's pytest plugin."""
+    return "asyncio"

@@ -16,6 +16,14 @@ from ._version import __version__
 if TYPE_CHECKING:
     from . import errors
     from ._cache import DiscoveryCache, invalidate_discovery_cache
+    from ._config import (
+        HostConfig,
+        PluginsConfig,
+        PluginSettings,
+        SandboxConfig,
+        load_host_config,
+    )
+    from ._context import HostContext, PluginContext, Registrations
     from ._discover import (
         DEFAULT_GROUP,
         Diagnostic,
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
         SourceKind,
         discover_plugins,
     )
+    from ._events import DispatchReport, EventBus, HandlerFailure, Pipeline, PipelineResult
+    from ._host import PluginHost
     from ._manifest import (
         Capabilities,
         ConfigOption,
@@ -34,51 +44,151 @@ if TYPE_CHECKING:
         load_manifest,
         parse_manifest,
     )
+    from ._messages import Message, Response
+    from ._netrules import NetworkRule
+    from ._plan import ActivationPlan
+    from ._plugin_config import PluginConfig, validate_plugin_config
+    from ._records import Failure, HealthReport, PluginRecord
+    from ._registry import ChannelRegistry, ProviderRegistry, ToolInfo, ToolRegistry
+    from ._resolve import Resolution, resolve_plan
+    from ._sandbox import (
+        EffectivePermissions,
+        SandboxScope,
+        current_scope,
+        grant_permissions,
+        sandbox_scope,
+    )
+    from ._state import PluginState
+    from ._tools import Tool, tool
     from ._versions import VersionRequirement, parse_requirement
+    from ._watchdog import disable_signal_interrupts, enable_signal_interrupts
+    from .hookspecs import hookimpl, hookspec
 
 __all__ = [
     "DEFAULT_GROUP",
+    "ActivationPlan",
     "Capabilities",
+    "ChannelRegistry",
     "ConfigOption",
     "Diagnostic",
     "DiscoveredPlugin",
     "DiscoveryCache",
     "DiscoveryResult",
+    "DispatchReport",
     "DistributionInfo",
+    "EffectivePermissions",
+    "EventBus",
+    "Failure",
+    "HandlerFailure",
+    "HealthReport",
+    "HostConfig",
+    "HostContext",
     "Manifest",
+    "Message",
+    "NetworkRule",
     "Permissions",
+    "Pipeline",
+    "PipelineResult",
+    "PluginConfig",
+    "PluginContext",
+    "PluginHost",
+    "PluginRecord",
+    "PluginSettings",
     "PluginSource",
+    "PluginState",
+    "PluginsConfig",
+    "ProviderRegistry",
+    "Registrations",
+    "Resolution",
+    "Response",
+    "SandboxConfig",
+    "SandboxScope",
     "SourceKind",
+    "Tool",
+    "ToolInfo",
+    "ToolRegistry",
     "VersionRequirement",
     "__version__",
+    "current_scope",
+    "disable_signal_interrupts",
     "discover_plugins",
+    "enable_signal_interrupts",
     "errors",
+    "grant_permissions",
+    "hookimpl",
+    "hookspec",
     "invalidate_discovery_cache",
+    "load_host_config",
     "load_manifest",
     "parse_manifest",
     "parse_requirement",
+    "resolve_plan",
+    "sandbox_scope",
+    "tool",
+    "validate_plugin_config",
 ]
 
 # name -> the private module that defines it
 _LAZY: dict[str, str] = {
     "DEFAULT_GROUP": "._discover",
+    "ActivationPlan": "._plan",
     "Capabilities": "._manifest",
+    "ChannelRegistry": "._registry",
     "ConfigOption": "._manifest",
     "Diagnostic": "._discover",
     "DiscoveredPlugin": "._discover",
     "DiscoveryCache": "._cache",
     "DiscoveryResult": "._discover",
+    "DispatchReport": "._events",
     "DistributionInfo": "._discover",
+    "EffectivePermissions": "._sandbox",
+    "EventBus": "._events",
+    "Failure": "._records",
+    "HandlerFailure": "._events",
+    "HealthReport": "._records",
+    "HostConfig": "._config",
+    "HostContext": "._context",
     "Manifest": "._manifest",
+    "Message": "._messages",
+    "NetworkRule": "._netrules",
     "Permissions": "._manifest",
+    "Pipeline": "._events",
+    "PipelineResult": "._events",
+    "PluginConfig": "._plugin_config",
+    "PluginContext": "._context",
+    "PluginHost": "._host",
+    "PluginRecord": "._records",
+    "PluginSettings": "._config",
     "PluginSource": "._discover",
+    "PluginState": "._state",
+    "PluginsConfig": "._config",
+    "ProviderRegistry": "._registry",
+    "Registrations": "._context",
+    "Resolution": "._resolve",
+    "Response": "._messages",
+    "SandboxConfig": "._config",
+    "SandboxScope": "._sandbox",
     "SourceKind": "._discover",
+    "Tool": "._tools",
+    "ToolInfo": "._registry",
+    "ToolRegistry": "._registry",
     "VersionRequirement": "._versions",
+    "current_scope": "._sandbox",
+    "disable_signal_interrupts": "._watchdog",
     "discover_plugins": "._discover",
+    "enable_signal_interrupts": "._watchdog",
+    "grant_permissions": "._sandbox",
+    "hookimpl": ".hookspecs",
+    "hookspec": ".hookspecs",
     "invalidate_discovery_cache": "._cache",
+    "load_host_config": "._config",
     "load_manifest": "._manifest",
     "parse_manifest": "._manifest",
     "parse_requirement": "._versions",
+    "resolve_plan": "._resolve",
+    "sandbox_scope": "._sandbox",
+    "tool": "._tools",
+    "validate_plugin_config": "._plugin_config",
 }
 
 

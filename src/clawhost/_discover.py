@@ -56,6 +56,7 @@ class SourceKind(enum.StrEnum):
 
     DISTRIBUTION = "distribution"  #: an installed distribution's entry point
     DIRECTORY = "directory"  #: a sub-folder of a configured plugin directory
+    MEMORY = "memory"  #: an object handed to the host in code (tests: PluginHost.test_instance)
 
 
 Severity = Literal["error", "warning"]
@@ -122,7 +123,15 @@ class PluginSource:
 
     # Paths are kept as strings and turned into Path objects on access: discovery builds
     # thousands of these and pathlib construction would dominate its cost.
-    __slots__ = ("_import_root", "_location", "distribution", "entry", "entry_point_name", "kind")
+    __slots__ = (
+        "_import_root",
+        "_location",
+        "distribution",
+        "entry",
+        "entry_point_name",
+        "kind",
+        "target",
+    )
 
     def __init__(
         self,
@@ -133,8 +142,10 @@ class PluginSource:
         *,
         distribution: str | None = None,
         entry_point_name: str | None = None,
+        target: object | None = None,
     ) -> None:
         self.kind = kind
+        self.target = target  # the plugin object itself, for MEMORY sources
         self.entry = entry
         self._location = os.fspath(location)
         self._import_root = os.fspath(import_root)
@@ -152,6 +163,8 @@ class PluginSource:
     def __str__(self) -> str:
         if self.kind is SourceKind.DISTRIBUTION:
             return f"distribution {self.distribution} ({self._location})"
+        if self.kind is SourceKind.MEMORY:
+            return f"in-memory object {self.entry}"
         return f"directory {self._location}"
 
     def __repr__(self) -> str:

@@ -29,11 +29,18 @@ The tree::
      ├── RegistrationError (ValueError)    what a plugin tried to register was refused
      │    ├── UndeclaredCapability         not listed under [plugin.capabilities]
      │    └── RegistrationConflict         the name is already registered by another plugin
+     ├── NotRegistered (LookupError)       no channel, provider or stage of that name
      ├── ToolError                         using a tool failed
      │    ├── ToolNotFound (LookupError)   no tool of that name
      │    ├── ToolArgumentsInvalid (ValueError)  the arguments do not match the schema
      │    └── ToolFailed                   the tool raised; .__cause__ is what it raised
-     └── ReloadError                       a hot reload failed and was rolled back
+     ├── ReloadError                       a hot reload failed and was rolled back
+     ├── InvalidPluginProject (ValueError) a folder that is not a plugin project; .problems
+     └── InstallError                      ``clawhost plugins install/update/uninstall`` stopped
+          ├── InvalidPluginSpec (ValueError)  not a plugin name, path, archive or git URL
+          ├── UnsafeArchive (ValueError)      an archive member would land outside its folder
+          ├── InstallConflict              installing would leave plugins unresolvable
+          └── InstallerFailed              pip, uv or git exited with an error
 """
 
 from __future__ import annotations
@@ -49,10 +56,16 @@ __all__ = [
     "DiscoveryError",
     "HostTooOld",
     "IllegalTransition",
+    "InstallConflict",
+    "InstallError",
+    "InstallerFailed",
+    "InvalidPluginProject",
+    "InvalidPluginSpec",
     "InvalidRequirement",
     "LifecycleError",
     "ManifestError",
     "MissingDependency",
+    "NotRegistered",
     "PermissionDenied",
     "PermissionsRefused",
     "PluginConfigError",
@@ -70,6 +83,7 @@ __all__ = [
     "ToolFailed",
     "ToolNotFound",
     "UndeclaredCapability",
+    "UnsafeArchive",
     "VersionConflict",
 ]
 
@@ -242,21 +256,26 @@ class VersionConflict(ResolutionError):
     """No version of ``dependency`` satisfies every requirement on it.
 
     ``chain`` holds the requirements involved, ``available`` the versions on offer, and
-    ``suggestions`` what a person can do about it.
+    ``suggestions`` what a person can do about it. ``unusable`` pairs each version on offer
+    that would satisfy the chain but cannot be used with the reason why (its own
+    ``min_clawdesk_version``, its own dependencies); such versions are not in ``available``.
     """
 
-    def __init__(
+    # Pickling passes every field positionally (see __reduce__).
+    def __init__(  # noqa: PLR0917
         self,
         plugin: str,
         dependency: str,
         chain: tuple[RequirementLink, ...],
         available: tuple[str, ...],
         suggestions: tuple[str, ...] = (),
+        unusable: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.dependency = dependency
         self.chain = chain
         self.available = available
         self.suggestions = suggestions
+        self.unusable = unusable
         super().__init__(plugin, self.render())
 
     def render(self) -> str:
@@ -265,6 +284,10 @@ class VersionConflict(ResolutionError):
         lines.extend(f"  {link}" for link in self.chain)
         offered = ", ".join(self.available) if self.available else "none"
         lines.append(f"  available {self.dependency} versions: {offered}")
+        lines.extend(
+            f"  {self.dependency} {version} cannot be used: {reason}"
+            for version, reason in self.unusable
+        )
         lines.append("These version requirements are incompatible.")
         if self.suggestions:
             lines.append("Suggestions:")
@@ -274,7 +297,14 @@ class VersionConflict(ResolutionError):
     def __reduce__(self) -> tuple[object, ...]:
         return (
             type(self),
-            (self.plugin, self.dependency, self.chain, self.available, self.suggestions),
+            (
+                self.plugin,
+                self.dependency,
+                self.chain,
+                self.available,
+                self.suggestions,
+                self.unusable,
+            ),
         )
 
 
@@ -325,8 +355,8 @@ class DependencyFailed(ResolutionError):
 class PermissionsRefused(ClawhostError, PermissionError):
     """A plugin's manifest asks for more than the host config grants; it is not loaded.
 
-    ``refused`` lists each permission asked for and not granted, e.g.
-    ``"network api.example.com:443 (not in [plugins.sandbox] net_allowed)"``.
+    ``refused`` lists each permission asked for and not granted, and why, e.g.
+    ``"network api.example.com:443: not in [plugins.sandbox] net_allowed"``.
     """
 
     def __init__(self, plugin: str, refused: tuple[str, ...]) -> None:
@@ -471,6 +501,20 @@ class RegistrationConflict(RegistrationError):
         return (type(self), (self.kind, self.name, self.owner, self.claimant))
 
 
+class NotRegistered(ClawhostError, LookupError):
+    """Nothing of that kind is registered under that name (a channel, provider or stage)."""
+
+    def __init__(self, kind: str, name: str, known: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = known
+        hint = f"; registered: {', '.join(known)}" if known else ""
+        super().__init__(f"no {kind} named {name!r}{hint}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.kind, self.name, self.known))
+
+
 # -- tools ------------------------------------------------------------------------------------
 
 
@@ -532,3 +576,104 @@ class ReloadError(ClawhostError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.plugin, self.stage, self.reason))
+
+
+# -- plugin projects and installation ---------------------------------------------------------
+
+
+class InvalidPluginProject(ClawhostError, ValueError):
+    """A folder that is not a plugin project (``plugins test``, ``clawhost.testing``).
+
+    A project is a folder with a ``pyproject.toml`` whose ``clawdesk.plugins`` entry point
+    names a package holding ``plugin.toml``, or a directory plugin (``plugin.toml`` with
+    ``entry``). ``problems`` says what is missing, each naming the file and the field.
+    """
+
+    def __init__(self, path: Path | str, problems: tuple[Problem, ...] | list[Problem]) -> None:
+        self.path = Path(path)
+        self.problems = tuple(problems)
+        lines = [f"{self.path} is not a plugin project"]
+        lines.extend(f"  - {problem}" for problem in self.problems)
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.problems))
+
+
+class InstallError(ClawhostError):
+    """``clawhost plugins install``, ``update`` or ``uninstall`` stopped before a change."""
+
+
+class InvalidPluginSpec(InstallError, ValueError):
+    """What to install is not a plugin name, a path, an archive or a git URL.
+
+    Refused before anything runs: ``spec`` is what was given and ``reason`` why it cannot
+    be used (it would be read as an option, it is not a valid requirement, ...).
+    """
+
+    def __init__(self, spec: str, reason: str) -> None:
+        self.spec = spec
+        self.reason = reason
+        super().__init__(f"cannot install {spec!r}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.spec, self.reason))
+
+
+class UnsafeArchive(InstallError, ValueError):
+    """A member of ``archive`` would be written outside the folder it is unpacked into.
+
+    ``member`` is its name in the archive and ``reason`` what is wrong with it (an absolute
+    path, a ``..`` component, a link pointing out, a device file).
+    """
+
+    def __init__(self, archive: Path | str, member: str, reason: str) -> None:
+        self.archive = Path(archive)
+        self.member = member
+        self.reason = reason
+        super().__init__(f"refusing {self.archive.name}: member {member!r} {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.archive, self.member, self.reason))
+
+
+class InstallConflict(InstallError):
+    """Installing ``plugin`` (``version``) would leave plugins unresolvable.
+
+    ``failures`` maps each plugin that would fail to why (a ``ResolutionError``: usually a
+    ``VersionConflict``, whose ``render()`` explains it with suggestions). ``explanation``,
+    when given, is the message (the CLI's explanation of every failure, with suggestions).
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        version: str,
+        failures: dict[str, ResolutionError],
+        explanation: str | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.version = version
+        self.failures = dict(failures)
+        self.explanation = explanation
+        names = ", ".join(sorted(self.failures))
+        super().__init__(explanation or f"installing {plugin} v{version} would break: {names}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.plugin, self.version, self.failures, self.explanation))
+
+
+class InstallerFailed(InstallError):
+    """pip, uv or git exited with ``returncode``; ``output`` holds the end of what it said."""
+
+    def __init__(self, command: tuple[str, ...], returncode: int, output: str = "") -> None:
+        self.command = tuple(command)
+        self.returncode = returncode
+        self.output = output
+        last = next((line for line in reversed(output.splitlines()) if line.strip()), "")
+        tool = " ".join(self.command[:3]) if self.command else "installer"
+        detail = f": {last.strip()}" if last else ""
+        super().__init__(f"{tool} exited with status {returncode}{detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.command, self.returncode, self.output))

@@ -1,0 +1,858 @@
+"""PluginHost: discover → load → resolve → activate → deactivate, one plugin failing alone.
+
+``async with PluginHost.from_config("config.toml") as host`` runs the whole lifecycle; each
+stage is also a method of its own. A plugin that cannot be loaded, resolved or activated
+is FAILED with its stage and reason, its partial registrations are removed, the plugins
+depending on it are skipped with "dependency X failed", and every other plugin goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import _telemetry
+from ._context import HostContext
+from ._discover import (
+    DEFAULT_GROUP,
+    Diagnostic,
+    DiscoveredPlugin,
+    DiscoveryResult,
+    PluginSource,
+    SourceKind,
+    discover_plugins,
+)
+from ._hostguard import CallMonitor, HostGuard, call_plugin_code
+from ._loader import LoadProblem, hook_implementations, import_plugin, new_plugin_manager, register
+from ._records import HealthReport, PluginRecord
+from ._state import PluginState, check_transition
+from ._version import __version__
+from .errors import ClawhostError, DependencyFailed, PluginFailed, PluginNotFound
+from .hookspecs import EVENT_HOOKS
+
+if TYPE_CHECKING:
+    from ._cache import DiscoveryCache
+    from ._config import HostConfig
+    from ._events import EventBus, Pipeline
+    from ._manifest import Manifest
+    from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
+    from ._reload import ReloadEvent
+    from ._resolve import Resolution
+
+__all__ = ["PluginHost"]
+
+logger = logging.getLogger("clawhost.lifecycle")
+S = PluginState
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, (ClawhostError, LoadProblem)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class PluginHost:
+    """Discovers, loads, resolves, activates and deactivates plugins into a HostContext.
+
+    Use it as an async context manager (``start()`` on entry, ``stop()`` on exit), or call
+    the stages yourself: ``discover()``, ``load(name)``, ``resolve()``, ``activate(name)``,
+    ``deactivate(name)``, ``health_check(name)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: HostConfig | None = None,
+        dirs: Sequence[str | Path] | None = None,
+        group: str | None = None,
+        path: Sequence[str] | None = None,
+        host_version: str | None = None,
+        cache: DiscoveryCache | bool | None = None,
+        lazy: bool | None = None,
+        context: HostContext | None = None,
+        environ: Mapping[str, str] | None = None,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        from ._config import HostConfig
+
+        self.config = config if config is not None else HostConfig()
+        settings = self.config.plugins
+        self._dirs = [Path(d) for d in (dirs if dirs is not None else settings.dirs)]
+        self._group = group or settings.entry_point_group or DEFAULT_GROUP
+        self._path = path
+        self.host_version = str(host_version or __version__)
+        self._cache: DiscoveryCache | bool = (
+            cache if cache is not None else settings.discovery_cache
+        )
+        self.lazy = settings.lazy_activation if lazy is None else lazy
+        self._environ = environ if environ is not None else os.environ
+        self.drain_timeout = drain_timeout
+        self._records: dict[str, PluginRecord] = {}
+        self._guard = HostGuard(self)
+        self._context = context if context is not None else HostContext()
+        self._context._guard = self._guard
+        self._manager = new_plugin_manager()
+        self._memory: list[DiscoveredPlugin] = []
+        self._discovery: DiscoveryResult | None = None
+        self._resolution: Resolution | None = None
+        self._eligible: dict[str, list[DiscoveredPlugin]] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self._running = False
+        self._reload_lock = anyio.Lock()
+        self._reload_listeners: list[Callable[[ReloadEvent], Any]] = []
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> PluginHost:
+        """A host configured from a ``config.toml`` (``ConfigError`` if it is invalid)."""
+        from ._config import load_host_config
+
+        return cls(config=load_host_config(path), **overrides)
+
+    # -- what applications use -------------------------------------------------------------
+
+    @property
+    def context(self) -> HostContext:
+        """The HostContext holding everything the plugins registered."""
+        return self._context
+
+    @property
+    def tools(self) -> ToolRegistry:
+        return self._context.tools
+
+    @property
+    def channels(self) -> ChannelRegistry:
+        return self._context.channels
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._context.pipeline
+
+    @property
+    def providers(self) -> ProviderRegistry:
+        return self._context.providers
+
+    @property
+    def events(self) -> EventBus:
+        return self._context.events
+
+    @property
+    def plugins(self) -> Mapping[str, PluginRecord]:
+        """Every known plugin's record: state, version, manifest, timings, failure."""
+        return MappingProxyType(self._records)
+
+    @property
+    def plan(self) -> Any:
+        """The activation plan of the last resolution (``None`` before ``resolve()``)."""
+        return self._resolution.plan if self._resolution is not None else None
+
+    def _record(self, name: str) -> PluginRecord:
+        if self._discovery is None:
+            self.discover()
+        try:
+            return self._records[name]
+        except KeyError:
+            raise PluginNotFound(name, tuple(sorted(self._records))) from None
+
+    # -- discover -----------------------------------------------------------------------------
+
+    def discover(self) -> DiscoveryResult:
+        """Find every plugin (never importing one) and create a record for each name."""
+        started = time.perf_counter()
+        with _telemetry.span("clawhost.discover", {"clawhost.group": self._group}):
+            found = discover_plugins(
+                group=self._group, path=self._path, dirs=self._dirs, cache=self._cache
+            )
+        result = DiscoveryResult(
+            (*self._memory, *found.plugins), found.diagnostics, found.from_cache
+        )
+        self._discovery = result
+        self.diagnostics = list(result.diagnostics)
+        for name, candidates in result.versions().items():
+            record = self._records.get(name)
+            settings = self.config.settings_for(name)
+            if record is None:
+                self._records[name] = PluginRecord(name, candidates, enabled=settings.enabled)
+            elif record.state not in (S.ACTIVE, S.ACTIVATING, S.DEACTIVATING):
+                record.candidates = sorted(
+                    candidates, key=lambda plugin: plugin.version, reverse=True
+                )
+        for diagnostic in result.diagnostics:
+            if diagnostic.plugin in self._records:
+                self._records[diagnostic.plugin].diagnostics.append(diagnostic)
+        logger.info(
+            "Discovered %d plugin(s) in %.1f ms%s",
+            len(self._records),
+            (time.perf_counter() - started) * 1e3,
+            f", {len(result.diagnostics)} diagnostic(s)" if result.diagnostics else "",
+        )
+        return result
+
+    # -- load ---------------------------------------------------------------------------------
+
+    async def load(self, name: str) -> PluginRecord:
+        """Check a plugin's candidate versions without importing them: manifests and
+        permissions. Raises ``PluginFailed`` when no candidate is usable."""
+        record = self._record(name)
+        self._load(record)
+        if record.state is S.FAILED and record.failure is not None:
+            raise PluginFailed(name, "load", record.failure.reason) from record.failure.error
+        return record
+
+    def _load(self, record: PluginRecord) -> None:
+        check_transition(record.name, record.state, S.LOADED)
+        started = time.perf_counter()
+        eligible: list[DiscoveredPlugin] = []
+        refusals: list[BaseException] = []
+        for candidate in record.candidates:
+            try:
+                candidate.manifest  # noqa: B018 - validates a manifest read from the cache
+                self._grant(record.name, candidate)
+            except Exception as exc:  # ManifestError, PermissionsRefused
+                refusals.append(exc)
+                record.diagnostics.append(
+                    Diagnostic(
+                        record.name, str(candidate.source), "load", f"{candidate.version}: {exc}"
+                    )
+                )
+                continue
+            eligible.append(candidate)
+        record.time("load", time.perf_counter() - started)
+        self._eligible[record.name] = eligible
+        if not eligible:
+            error = refusals[0] if refusals else None
+            record.fail("load", _reason(error) if error else "no candidate version", error)
+            return
+        record.move(S.LOADED)
+        logger.debug("Loaded %r (%d candidate version(s))", record.name, len(eligible))
+
+    def _grant(self, name: str, candidate: DiscoveredPlugin) -> Any:
+        """The candidate's effective permissions; ``PermissionsRefused`` if it asks too much."""
+        from ._sandbox import grant_permissions
+
+        sandbox = self.config.sandbox_for(name)
+        return grant_permissions(
+            name,
+            candidate.manifest.permissions,
+            fs_allowed=[str(path) for path in sandbox.fs_allowed],
+            net_allowed=sandbox.net_allowed,
+            allow_subprocess=sandbox.allow_subprocess,
+            package_dir=candidate.package_dir if candidate.source.target is None else None,
+        )
+
+    # -- resolve ------------------------------------------------------------------------------
+
+    async def resolve(self, *, extra_pins: Mapping[str, str] | None = None) -> Resolution:
+        """Choose one version of every enabled plugin so that every dependency holds.
+
+        Loads whatever is not loaded yet. A plugin that cannot be resolved is FAILED alone;
+        active plugins keep the version they run, and so do those in ``extra_pins``
+        (name -> version; hot reload keeps a reloading plugin's dependents that way).
+        """
+        from ._resolve import resolve_plan
+
+        if self._discovery is None:
+            self.discover()
+        for record in self._records.values():
+            if record.state is S.DISCOVERED:
+                self._load(record)
+        started = time.perf_counter()
+        pinned = {
+            name: str(record.selected.version)
+            for name, record in self._records.items()
+            if record.selected is not None
+            and record.state in (S.ACTIVE, S.ACTIVATING, S.DEACTIVATING)
+        }
+        candidates = [
+            candidate
+            for name, record in self._records.items()
+            if record.state
+            in (S.LOADED, S.RESOLVED, S.INACTIVE, S.ACTIVE, S.ACTIVATING, S.DEACTIVATING)
+            for candidate in self._eligible.get(name, record.candidates)
+        ]
+        disabled = [name for name, record in self._records.items() if record.state is S.DISABLED]
+        with _telemetry.span("clawhost.resolve", {"clawhost.candidates": len(candidates)}):
+            resolution = resolve_plan(
+                candidates, host_version=self.host_version, disabled=disabled, pinned=pinned
+            )
+        self._resolution = resolution
+        elapsed = time.perf_counter() - started
+        for name, chosen in resolution.selected.items():
+            record = self._records[name]
+            if record.state in (S.LOADED, S.RESOLVED, S.INACTIVE):
+                record.selected = chosen
+                record.move(S.RESOLVED)
+                record.time("resolve", elapsed)
+                self.tools.undeclare(name)
+                self.tools.declare(name, chosen.manifest.capabilities.tools)
+        for name, error in resolution.failures.items():
+            failed = self._records.get(name)
+            if failed is not None and failed.state in (S.LOADED, S.RESOLVED, S.INACTIVE):
+                self.tools.undeclare(name)
+                failed.fail("resolve", str(error), error)
+        logger.info(
+            "Resolved %d plugin(s) in %.1f ms%s",
+            len(resolution.selected),
+            elapsed * 1e3,
+            f"; {len(resolution.failures)} could not be resolved" if resolution.failures else "",
+        )
+        return resolution
+
+    # -- activate -----------------------------------------------------------------------------
+
+    async def activate(self, name: str, context: HostContext | None = None) -> PluginRecord:
+        """Activate a plugin (its dependencies first); raises ``PluginFailed`` if it fails.
+
+        ``context`` may name the HostContext to register into, as long as no plugin is
+        active yet (the product guide's test flow); by default it is ``host.context``.
+        """
+        if context is not None and context is not self._context:
+            if any(record.state is S.ACTIVE for record in self._records.values()):
+                raise ValueError("plugins are active in another HostContext; deactivate them first")
+            context._guard = self._guard
+            self._context = context
+        record = self._record(name)
+        if record.state in (S.DISCOVERED, S.LOADED):
+            await self.resolve()
+        check_transition(name, record.state, S.ACTIVATING)
+        await self._activate_with_dependencies(record, chain=())
+        if record.state is not S.ACTIVE:
+            failure = record.failure
+            reason = failure.reason if failure else f"ended {record.state.name}"
+            raise PluginFailed(name, "activate", reason) from (failure.error if failure else None)
+        return record
+
+    async def _activate_with_dependencies(
+        self, record: PluginRecord, chain: tuple[str, ...]
+    ) -> None:
+        plan = self.plan
+        for dependency in sorted(plan.requires(record.name)) if plan is not None else ():
+            other = self._records[dependency]
+            if other.state in (S.RESOLVED, S.INACTIVE, S.ACTIVATING) and dependency not in chain:
+                await self._activate_with_dependencies(other, (*chain, record.name))
+            if other.state is not S.ACTIVE:
+                self._skip(record, dependency)
+                return
+        await self._activate_one(record)
+
+    def _skip(self, record: PluginRecord, dependency: str) -> None:
+        other = self._records[dependency]
+        cause = other.failure.reason if other.failure else f"it is {other.state.name}"
+        error = DependencyFailed(record.name, dependency, cause)
+        if record.state is S.ACTIVATING:
+            record.fail("activate", str(error), error)
+        else:
+            record.move(S.ACTIVATING)
+            record.fail("activate", str(error), error)
+
+    async def _activate_one(self, record: PluginRecord) -> None:
+        """Import, register and activate one plugin whose dependencies are active.
+
+        Never raises for the plugin's own failures: they are recorded on the record.
+        """
+        async with record.lock:
+            if record.state is S.ACTIVE:
+                return
+            if record.state not in (S.RESOLVED, S.INACTIVE):
+                return
+            record.move(S.ACTIVATING)
+            candidate = record.selected
+            assert candidate is not None
+            version = str(candidate.version)
+            logger.info("Activating %r v%s", record.name, version)
+            started = time.perf_counter()
+            ok = False
+            with _telemetry.span(
+                "clawhost.activate", {"clawhost.plugin": record.name, "clawhost.version": version}
+            ):
+                try:
+                    await self._bring_up(record, candidate)
+                    ok = True
+                except Exception as exc:
+                    await self._roll_back(record)
+                    record.fail("activate", _reason(exc), exc)
+                except BaseException:  # cancelled mid-activation: leave nothing behind
+                    with anyio.CancelScope(shield=True):
+                        await self._roll_back(record)
+                    record.fail("activate", "cancelled")
+                    raise
+            elapsed = time.perf_counter() - started
+            record.time("activate", elapsed)
+            _telemetry.record_lifecycle(record.name, "activate", elapsed, ok)
+            if not ok:
+                return
+            record.activated_at = time.time()
+            record.move(S.ACTIVE)
+            self._check_declared(record)
+            registered = self._context.registrations(record.name)
+            logger.info(
+                "Plugin %r v%s active in %.1f ms%s",
+                record.name,
+                version,
+                elapsed * 1e3,
+                f" (tools: {', '.join(registered.tools)})" if registered.tools else "",
+            )
+        await self.events.dispatch("on_plugin_activated", plugin=record.name, version=version)
+
+    async def _bring_up(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
+        self._prepare_limits(record, candidate)
+        record.config = self._plugin_config(record, candidate)
+        target, modules = await self._lifecycle_call(
+            record, import_plugin, candidate, operation="import"
+        )
+        register(self._manager, record.name, target)
+        record.target, record.modules = target, modules
+        enforce = candidate.source.target is None or record.name in self._memory_manifests
+        context = self._context.plugin_context(
+            record.name,
+            version=str(candidate.version),
+            manifest=candidate.manifest,
+            config=record.config,
+            enforce_capabilities=enforce,
+        )
+        record.context = context
+        for hook in EVENT_HOOKS:
+            for implementation in hook_implementations(self._manager, hook, record.name):
+                self.events.subscribe(
+                    record.name,
+                    hook,
+                    implementation.function,
+                    argnames=tuple(implementation.argnames),
+                )
+        for implementation in hook_implementations(self._manager, "activate", record.name):
+            await self._lifecycle_call(
+                record,
+                implementation.function,
+                *self._hook_args(implementation, context),
+                operation="activate",
+            )
+
+    @staticmethod
+    def _hook_args(implementation: Any, context: Any) -> list[Any]:
+        return [context for _ in implementation.argnames]
+
+    async def _roll_back(self, record: PluginRecord) -> None:
+        """Undo a partial activation: cleanups, registrations, the pluggy registration."""
+        context = record.context
+        if context is not None:
+            for cleanup in context._take_cleanups():
+                try:
+                    await self._lifecycle_call(record, cleanup, operation="cleanup")
+                except Exception as exc:
+                    logger.warning(
+                        "Plugin %r: a cleanup failed during rollback: %s", record.name, _reason(exc)
+                    )
+        self._context.remove_owner(record.name)
+        if self._manager.has_plugin(record.name):
+            self._manager.unregister(name=record.name)
+        record.target, record.context = None, None
+
+    def _check_declared(self, record: PluginRecord) -> None:
+        manifest = record.manifest
+        if manifest is None or record.name not in self._records:
+            return
+        registered = self._context.registrations(record.name)
+        declared = manifest.capabilities
+        missing = [
+            f"{kind[:-1]} {name!r}"
+            for kind, names, have in (
+                ("tools", declared.tools, registered.tools),
+                ("channels", declared.channels, registered.channels),
+                ("pipeline_stages", declared.pipeline_stages, registered.pipeline_stages),
+                ("providers", declared.providers, registered.providers),
+            )
+            for name in names
+            if name not in have
+        ]
+        if missing:
+            diagnostic = Diagnostic(
+                record.name,
+                str(record.plugin.source) if record.plugin else "",
+                "activate",
+                f"declared but not registered: {', '.join(missing)}",
+                severity="warning",
+            )
+            record.diagnostics.append(diagnostic)
+            self.diagnostics.append(diagnostic)
+            logger.warning("Plugin %r: %s", record.name, diagnostic.message)
+
+    def _prepare_limits(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
+        from ._limits import plugin_limiter
+        from ._sandbox import SandboxScope
+
+        sandbox = self.config.sandbox_for(record.name)
+        record.timeout = sandbox.max_cpu_time_secs
+        record.permissions = self._grant(record.name, candidate)
+        record.scope = SandboxScope(record.permissions)
+        record.limiter = plugin_limiter(sandbox.max_concurrency)
+
+    def _plugin_config(
+        self, record: PluginRecord, candidate: DiscoveredPlugin
+    ) -> Mapping[str, Any]:
+        from ._plugin_config import validate_plugin_config
+
+        settings = self.config.settings_for(record.name)
+        return validate_plugin_config(
+            record.name,
+            candidate.manifest.config,
+            settings.config,
+            file=self.config.file,
+            environ=self._environ,
+        )
+
+    async def _ensure_active(self, name: str) -> None:
+        record = self._records.get(name)
+        if record is None or record.state is S.ACTIVE:
+            return
+        if record.state is S.ACTIVATING:
+            async with record.lock:
+                pass
+        elif record.state in (S.RESOLVED, S.INACTIVE) and self.lazy:
+            await self._activate_with_dependencies(record, chain=())
+        state: PluginState = record.state  # changed by the awaits above
+        if state is not S.ACTIVE:
+            reason = (
+                record.failure.reason if record.failure else f"it is {record.state.name.lower()}"
+            )
+            raise PluginFailed(name, "activate", reason)
+
+    async def activate_all(self) -> None:
+        """Activate every resolved plugin, level by level of the plan, each level's
+        independent plugins concurrently."""
+        plan = self.plan
+        if plan is None:
+            await self.resolve()
+            plan = self.plan
+        for level in plan.levels:
+            async with anyio.create_task_group() as group:
+                for name in level:
+                    record = self._records[name]
+                    if record.state in (S.RESOLVED, S.INACTIVE):
+                        group.start_soon(self._activate_with_dependencies, record, ())
+
+    # -- deactivate ---------------------------------------------------------------------------
+
+    async def deactivate(self, name: str) -> PluginRecord:
+        """Deactivate a plugin, and first the active plugins that depend on it."""
+        record = self._record(name)
+        check_transition(name, record.state, S.DEACTIVATING)
+        plan = self.plan
+        for dependent in reversed(plan.dependents(name)) if plan is not None else ():
+            other = self._records.get(dependent)
+            if other is not None and other.state is S.ACTIVE:
+                await self._deactivate_one(other)
+        await self._deactivate_one(record)
+        return record
+
+    async def _deactivate_one(self, record: PluginRecord) -> None:
+        async with record.lock:
+            if record.state is not S.ACTIVE:
+                return
+            version = str(record.version)
+            logger.info("Deactivating %r v%s", record.name, version)
+            record.move(S.DEACTIVATING)
+            started = time.perf_counter()
+            failures: list[str] = []
+            context = record.context
+            with _telemetry.span("clawhost.deactivate", {"clawhost.plugin": record.name}):
+                with anyio.CancelScope(shield=True):
+                    for implementation in hook_implementations(
+                        self._manager, "deactivate", record.name
+                    ):
+                        try:
+                            await self._lifecycle_call(
+                                record,
+                                implementation.function,
+                                *self._hook_args(implementation, context),
+                                operation="deactivate",
+                            )
+                        except Exception as exc:
+                            failures.append(f"deactivate: {_reason(exc)}")
+                    await self._roll_back(record)
+            elapsed = time.perf_counter() - started
+            record.time("deactivate", elapsed)
+            _telemetry.record_lifecycle(record.name, "deactivate", elapsed, not failures)
+            record.move(S.INACTIVE)
+            if failures:
+                message = "; ".join(failures) + " (everything it registered was removed anyway)"
+                logger.warning("Plugin %r: %s", record.name, message)
+                record.diagnostics.append(
+                    Diagnostic(
+                        record.name,
+                        str(record.plugin.source) if record.plugin else "",
+                        "deactivate",
+                        message,
+                    )
+                )
+        await self.events.dispatch("on_plugin_deactivated", plugin=record.name)
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def health_check(self, name: str, *, limit: float = 5.0) -> HealthReport:
+        """Run a plugin's health check within ``limit`` seconds; an inactive plugin is
+        unhealthy."""
+        record = self._record(name)
+        started = time.perf_counter()
+        if record.state is not S.ACTIVE:
+            why = (
+                str(record.failure)
+                if record.failure
+                else f"not active ({record.state.name.lower()})"
+            )
+            return HealthReport(name, False, why, 0.0)
+        healthy: bool = True
+        reason: str | None = None
+        try:
+            with anyio.fail_after(limit):
+                for implementation in hook_implementations(self._manager, "health_check", name):
+                    result = await self._guard.call(
+                        name,
+                        implementation.function,
+                        *self._hook_args(implementation, record.context),
+                        operation="health check",
+                    )
+                    if result is False or isinstance(result, str):
+                        healthy, reason = False, result or "reported unhealthy"
+        except TimeoutError:
+            healthy, reason = False, f"health check did not finish within {limit:g}s"
+        except Exception as exc:
+            healthy, reason = False, _reason(exc)
+        return HealthReport(name, healthy, reason, time.perf_counter() - started)
+
+    async def health(self) -> dict[str, HealthReport]:
+        """Every active plugin's health."""
+        return {
+            name: await self.health_check(name)
+            for name, record in sorted(self._records.items())
+            if record.state is S.ACTIVE
+        }
+
+    # -- the whole lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Discover, load, resolve, then activate everything (unless activation is lazy)."""
+        if self._discovery is None:
+            self.discover()
+        await self.resolve()
+        self._warn_about_memory_limits()
+        if not self.lazy:
+            await self.activate_all()
+        self._running = True
+        failed = sorted(name for name, record in self._records.items() if record.state is S.FAILED)
+        active = sum(record.state is S.ACTIVE for record in self._records.values())
+        logger.info(
+            "Host started: %d active%s%s",
+            active,
+            f", {len(self._records) - active - len(failed)} waiting" if self.lazy else "",
+            f", failed: {', '.join(failed)}" if failed else "",
+        )
+
+    def _warn_about_memory_limits(self) -> None:
+        from ._sandbox import memory_limit_warning
+
+        limits = {self.config.sandbox_for(name).max_memory_mb for name in self._records}
+        for limit in sorted(limit for limit in limits if limit):
+            message = memory_limit_warning(limit)
+            if message:
+                logger.warning("%s", message)
+
+    async def stop(self) -> None:
+        """Deactivate every active plugin, dependents before their dependencies."""
+        plan = self.plan
+        levels: Iterable[Sequence[str]] = reversed(plan.levels) if plan is not None else ()
+        for level in levels:
+            async with anyio.create_task_group() as group:
+                for name in level:
+                    record = self._records.get(name)
+                    if record is not None and record.state is S.ACTIVE:
+                        group.start_soon(self._deactivate_one, record)
+        for record in list(self._records.values()):  # anything outside the plan
+            if record.state is S.ACTIVE:
+                await self._deactivate_one(record)
+        self._running = False
+
+    def add_call_monitor(self, monitor: CallMonitor) -> Callable[[], None]:
+        """Tell ``monitor`` (``before``/``after`` methods) about every call into plugin code:
+        lifecycle hooks, tools, event handlers, stages. Returns a function that removes it.
+
+        With no monitor installed, this costs nothing (``clawhost.testing.HookRecorder``
+        is built on it).
+        """
+        self._guard.monitors.append(monitor)
+
+        def remove() -> None:
+            if monitor in self._guard.monitors:
+                self._guard.monitors.remove(monitor)
+
+        return remove
+
+    async def _lifecycle_call(
+        self, record: PluginRecord, function: Callable[..., Any], *args: Any, operation: str
+    ) -> Any:
+        """A lifecycle hook (or import, or cleanup): limits and scope, no gate, no slot."""
+        monitors = list(self._guard.monitors)
+        for monitor in monitors:
+            monitor.before(record.name, operation, args, {})
+        try:
+            result = await call_plugin_code(
+                record, function, *args, operation=operation, limited=False
+            )
+        except BaseException as exc:
+            for monitor in monitors:
+                monitor.after(record.name, operation, None, exc)
+            raise
+        for monitor in monitors:
+            monitor.after(record.name, operation, result, None)
+        return result
+
+    # -- hot reload -------------------------------------------------------------------------
+
+    async def reload(self, name: str) -> ReloadEvent:
+        """Swap a plugin's code for what is on disk now, holding its calls meanwhile.
+
+        Its dependents are re-activated against the new version. On failure the old
+        version keeps serving and ``ReloadError`` says at which stage and why.
+        """
+        from ._reload import reload_plugin
+
+        async with self._reload_lock:
+            return await reload_plugin(self, name)
+
+    def on_reload(self, callback: Callable[[ReloadEvent], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` (sync or async) after every reload, successful or not.
+        Returns a function that unsubscribes it."""
+        self._reload_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._reload_listeners:
+                self._reload_listeners.remove(callback)
+
+        return remove
+
+    async def _notify_reload(self, event: ReloadEvent) -> None:
+        for listener in list(self._reload_listeners):
+            try:
+                result = listener(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("a reload listener failed")
+
+    async def watch(self) -> None:
+        """Watch directory plugins and editable installs; reload each changed plugin once
+        per burst of file events (``[plugins] watch_interval_secs`` is the debounce window).
+        Runs until cancelled; ``serve()`` starts it when ``hot_reload`` is on."""
+        from ._reload import watch
+
+        await watch(self, interval=self.config.plugins.watch_interval_secs)
+
+    async def serve(self) -> None:
+        """Run until cancelled (Ctrl-C, or the application's task group), hot-reloading
+        changed plugins when ``[plugins] hot_reload`` is on. Call it inside ``async with``."""
+        async with anyio.create_task_group() as group:
+            if self.config.plugins.hot_reload:
+                group.start_soon(self.watch)
+            await anyio.sleep_forever()
+
+    async def __aenter__(self) -> PluginHost:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.stop()
+
+    # -- in-memory plugins (tests, and applications that build plugins in code) ------------
+
+    @classmethod
+    def test_instance(cls, *plugins: object, **options: Any) -> PluginHost:
+        """A host with only the given in-memory plugins: no entry points, no directories,
+        no cache. Each plugin is an object (or class, or module) with ``@hookimpl`` hooks,
+        or a ``(name, object)`` pair; see ``add_plugin`` for more control."""
+        options = {"dirs": (), "path": (), "cache": False, **options}
+        host = cls(**options)
+        for plugin in plugins:
+            if isinstance(plugin, tuple):
+                name, target = plugin
+                host.add_plugin(target, name=name)
+            else:
+                host.add_plugin(plugin)
+        return host
+
+    def add_plugin(
+        self,
+        target: object,
+        *,
+        name: str | None = None,
+        version: str = "0.1.0",
+        manifest: Manifest | Mapping[str, Any] | None = None,
+    ) -> DiscoveredPlugin:
+        """Offer an in-memory plugin object, as if it had been discovered.
+
+        With a ``manifest`` (a Manifest or its ``[plugin]`` table as a dict), what the
+        plugin registers must be declared in it, as for an installed plugin; without one,
+        the plugin may register anything.
+        """
+        from ._manifest import Manifest
+
+        plugin_name = name or _name_of(target)
+        if manifest is None:
+            model = Manifest(name=plugin_name, version=version)
+        elif isinstance(manifest, Manifest):
+            model = manifest
+        else:
+            model = Manifest.model_validate({"name": plugin_name, "version": version, **manifest})
+        candidate = DiscoveredPlugin(
+            plugin_name,
+            model.version or version,
+            PluginSource(SourceKind.MEMORY, repr(target), "<memory>", "<memory>", target=target),
+            "<memory>",
+            manifest=model,
+        )
+        self._memory.append(candidate)
+        if manifest is not None:
+            self._memory_manifests = self._memory_manifests | {plugin_name}
+        if self._discovery is not None:
+            self.discover()
+        return candidate
+
+    _memory_manifests: frozenset[str] = frozenset()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every plugin as a JSON-ready dict: name, version, state, capabilities, source, error."""
+        rows = []
+        for name, record in sorted(self._records.items()):
+            row = record.to_dict()
+            manifest = record.manifest
+            row["capabilities"] = manifest.capabilities.model_dump() if manifest else {}
+            row["registered"] = self._context.registrations(name).as_dict()
+            rows.append(row)
+        return rows
+
+
+def _name_of(target: object) -> str:
+    """A plugin name for an in-memory object: its ``name``, or its module's or class's name."""
+    import re
+    import types
+
+    explicit = getattr(target, "name", None)
+    if isinstance(explicit, str):
+        return explicit
+    if isinstance(target, types.ModuleType):
+        raw = target.__name__.rsplit(".", 1)[-1]
+    else:
+        raw = (target if isinstance(target, type) else type(target)).__name__
+        raw = re.sub(r"(?<!^)(?=[A-Z])", "-", raw)
+    return re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-") or "plugin"

@@ -1,0 +1,195 @@
+"""The host's guard: every call into plugin code goes through here.
+
+It applies the plugin's call gate (calls wait while the plugin hot-reloads), its time
+limit, concurrency limit and permissions, and activates a lazily activated plugin on its
+first use.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._guard import Withdrawn
+from ._limits import call_inline, call_plugin
+
+if TYPE_CHECKING:
+    from ._host import PluginHost
+    from ._records import PluginRecord
+
+__all__ = ["CallMonitor", "HostGuard", "call_plugin_code"]
+
+
+class CallMonitor(Protocol):
+    """Told about every call into plugin code (``PluginHost.add_call_monitor``)."""
+
+    def before(
+        self, plugin: str, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None: ...
+
+    def after(
+        self, plugin: str, operation: str, result: Any, error: BaseException | None
+    ) -> None: ...
+
+
+async def call_plugin_code(
+    record: PluginRecord,
+    function: Callable[..., Any],
+    /,
+    *args: Any,
+    operation: str,
+    inline: bool = False,
+    limited: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Call plugin code with the record's limits and permissions, without its call gate.
+
+    Lifecycle hooks use this directly (a reloading plugin's gate is closed while its
+    deactivate and activate hooks run), with ``limited=False``: they do not take one of the
+    plugin's concurrency slots. Everything else goes through ``HostGuard.call``.
+
+    ``inline`` runs a sync function on the event loop thread under the loop watchdog
+    (event handlers, quick tools) instead of in a worker thread.
+    """
+    if inline and not inspect.iscoroutinefunction(function):
+        result = call_inline(
+            function,
+            *args,
+            plugin=record.name,
+            operation=operation,
+            timeout=record.timeout,
+            scope=record.scope,
+            kwargs=kwargs,
+        )
+        if inspect.isawaitable(result):
+            result = await call_plugin(
+                _await,
+                result,
+                plugin=record.name,
+                operation=operation,
+                timeout=record.timeout,
+                scope=record.scope,
+            )
+        return result
+    return await call_plugin(
+        function,
+        *args,
+        plugin=record.name,
+        operation=operation,
+        timeout=record.timeout,
+        scope=record.scope,
+        limiter=record.limiter if limited else None,
+        sync_in_thread=not inline,
+        kwargs=kwargs,
+    )
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class HostGuard:
+    """The ``Guard`` a PluginHost installs in its HostContext."""
+
+    def __init__(self, host: PluginHost) -> None:
+        self._host = host
+        self._records = host._records
+        #: Plugins reloading right now; the reload transaction adds and removes them.
+        self.reloading: set[str] = set()
+        #: Call monitors (``PluginHost.add_call_monitor``); empty means no overhead.
+        self.monitors: list[CallMonitor] = []
+
+    async def call(
+        self,
+        owner: str,
+        function: Callable[..., Any],
+        /,
+        *args: Any,
+        operation: str,
+        inline: bool = False,
+        current: Callable[[], Callable[..., Any] | None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if self.monitors:
+            return await self._monitored(owner, function, args, kwargs, operation, inline, current)
+        return await self._guarded(owner, function, args, kwargs, operation, inline, current)
+
+    async def _guarded(  # noqa: PLR0917 - private, and positional on purpose (hot path)
+        self,
+        owner: str,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        operation: str,
+        inline: bool,
+        current: Callable[[], Callable[..., Any] | None] | None,
+    ) -> Any:
+        record = self._records.get(owner)
+        if record is None:  # registered by the application itself, not a plugin
+            result = function(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        gate = record.gate
+        if not gate._open:
+            await gate.wait_open()
+            if current is not None:
+                replacement = current()
+                if replacement is None:
+                    raise Withdrawn(f"{operation} of plugin {owner!r} is gone after its reload")
+                function = replacement
+        gate._inflight += 1
+        try:
+            return await call_plugin(
+                function,
+                *args,
+                plugin=owner,
+                operation=operation,
+                timeout=record.timeout,
+                scope=record.scope,
+                limiter=record.limiter,
+                sync_in_thread=not inline,
+                kwargs=kwargs,
+            )
+        finally:
+            gate.exit()
+
+    def inline_target(self, owner: str) -> PluginRecord | None:
+        return self._records.get(owner)
+
+    @property
+    def monitored(self) -> bool:
+        """Whether any call monitor is installed (event dispatch then skips its fast path)."""
+        return bool(self.monitors)
+
+    async def _monitored(  # noqa: PLR0917 - private, mirrors _guarded
+        self,
+        owner: str,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        operation: str,
+        inline: bool,
+        current: Callable[[], Callable[..., Any] | None] | None,
+    ) -> Any:
+        monitors = list(self.monitors)
+        for monitor in monitors:
+            monitor.before(owner, operation, args, kwargs)
+        try:
+            result = await self._guarded(owner, function, args, kwargs, operation, inline, current)
+        except BaseException as exc:
+            for monitor in monitors:
+                monitor.after(owner, operation, None, exc)
+            raise
+        for monitor in monitors:
+            monitor.after(owner, operation, result, None)
+        return result
+
+    async def ensure_active(self, owner: str) -> None:
+        await self._host._ensure_active(owner)
+
+    async def ready(self, owner: str) -> None:
+        # A reloading plugin is briefly inactive: wait for the reload before anything else.
+        record = self._records.get(owner)
+        if record is not None and not record.gate.is_open:
+            await record.gate.wait_open()
+        await self._host._ensure_active(owner)
