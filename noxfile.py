@@ -47,10 +47,15 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Install the example plugins as a user would, then list what clawhost discovers."""
-    session.install(".", "hatchling")
+    """Install the example plugins as a user would, then run the demo gateway.
+
+    ``nox -s demo -- --watch`` keeps it running with hot reload (edit
+    examples/gateway/plugins/greeter/greeter.py and save).
+    """
+    session.install(".[cli]", "hatchling")
     session.install("--no-build-isolation", "--no-deps", *EXAMPLES)
-    session.run("python", "examples/list_plugins.py", *session.posargs)
+    session.chdir("examples/gateway")
+    session.run("python", "demo.py", *session.posargs)
 
 
 @nox.session

@@ -35,7 +35,7 @@ def only_diagnostic(result: DiscoveryResult) -> Diagnostic:
 def test_discovers_the_example_wheels_installed_by_pip(installed_examples: Path) -> None:
     result = discover(installed_examples)
 
-    assert result.names == ["geocoding", "weather"]
+    assert result.names == ["geocoding", "rulebot", "weather"]
     assert result.diagnostics == ()
     weather = result.versions()["weather"][0]
     assert weather.version == Version("1.2.0")
@@ -48,10 +48,14 @@ def test_discovers_the_example_wheels_installed_by_pip(installed_examples: Path)
 
 
 def test_discovery_does_not_import_plugin_code(installed_examples: Path) -> None:
-    discover(installed_examples)
+    script = (
+        "import sys, clawhost\n"
+        f"result = clawhost.discover_plugins(path=[{str(installed_examples)!r}], cache=False)\n"
+        "print(len(result.plugins), sorted(m for m in sys.modules if m.startswith('clawdesk')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
 
-    assert "clawdesk_plugin_weather" not in sys.modules
-    assert "clawdesk_plugin_geocoding" not in sys.modules
+    assert out.stdout.strip() == "3 []"
 
 
 def test_a_plugin_whose_module_raises_at_import_is_still_discovered(
@@ -450,7 +454,7 @@ def test_one_broken_plugin_never_stops_the_others(site: SiteDir, installed_examp
 
     result = discover(site, installed_examples)
 
-    assert result.names == ["geocoding", "weather"]
+    assert result.names == ["geocoding", "rulebot", "weather"]
     assert len([d for d in result.diagnostics if d.severity == "error"]) == 4
 
 

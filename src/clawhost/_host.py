@@ -523,9 +523,15 @@ class PluginHost:
             )
             raise PluginFailed(name, "activate", reason)
 
-    async def activate_all(self) -> None:
+    async def activate_all(self, *, only_eager: bool = False) -> None:
         """Activate every resolved plugin, level by level of the plan, each level's
-        independent plugins concurrently."""
+        independent plugins concurrently.
+
+        With ``only_eager`` (what ``start()`` does when activation is lazy), plugins that
+        offer nothing but tools wait for the first call of one of them; plugins offering
+        channels, pipeline stages or providers, or declaring nothing (event hooks only),
+        cannot be reached by a call and are activated now, with their dependencies.
+        """
         plan = self.plan
         if plan is None:
             await self.resolve()
@@ -534,8 +540,11 @@ class PluginHost:
             async with anyio.create_task_group() as group:
                 for name in level:
                     record = self._records[name]
-                    if record.state in (S.RESOLVED, S.INACTIVE):
-                        group.start_soon(self._activate_with_dependencies, record, ())
+                    if record.state not in (S.RESOLVED, S.INACTIVE):
+                        continue
+                    if only_eager and not _needs_eager_activation(record):
+                        continue
+                    group.start_soon(self._activate_with_dependencies, record, ())
 
     # -- deactivate ---------------------------------------------------------------------------
 
@@ -642,8 +651,7 @@ class PluginHost:
             self.discover()
         await self.resolve()
         self._warn_about_memory_limits()
-        if not self.lazy:
-            await self.activate_all()
+        await self.activate_all(only_eager=self.lazy)
         self._running = True
         failed = sorted(name for name, record in self._records.items() if record.state is S.FAILED)
         active = sum(record.state is S.ACTIVE for record in self._records.values())
@@ -840,6 +848,19 @@ class PluginHost:
             row["registered"] = self._context.registrations(name).as_dict()
             rows.append(row)
         return rows
+
+
+def _needs_eager_activation(record: PluginRecord) -> bool:
+    """Whether a plugin must be active from the start even with lazy activation: only
+    tools can be activated on demand."""
+    manifest = record.manifest
+    if manifest is None:
+        return True
+    capabilities = manifest.capabilities
+    return (
+        bool(capabilities.channels or capabilities.pipeline_stages or capabilities.providers)
+        or capabilities.is_empty()
+    )
 
 
 def _name_of(target: object) -> str:

@@ -49,6 +49,8 @@ def import_plugin(candidate: DiscoveredPlugin) -> tuple[object, frozenset[str]]:
     module_name, _, attribute = source.entry.partition(":")
     if source.kind is SourceKind.DIRECTORY:
         _prepare_directory_import(module_name, os.fspath(source.import_root))
+    else:
+        _make_reachable(os.fspath(source.import_root))
     before = set(sys.modules)
     try:
         module = importlib.import_module(module_name)
@@ -94,6 +96,15 @@ def _prepare_directory_import(module_name: str, root: str) -> None:
         if root not in sys.path:
             sys.path.insert(0, root)
     importlib.invalidate_caches()
+
+
+def _make_reachable(path_entry: str) -> None:
+    """A distribution found on a path the host was given (``PluginHost(path=...)``) is
+    imported from there: its path entry is appended to ``sys.path`` if missing."""
+    with _PATH_LOCK:
+        if path_entry not in sys.path and os.path.isdir(path_entry):
+            sys.path.append(path_entry)
+            importlib.invalidate_caches()
 
 
 def register(manager: pluggy.PluginManager, name: str, target: object) -> None:

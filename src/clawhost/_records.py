@@ -203,7 +203,13 @@ class PluginRecord:
     def fail(self, stage: str, reason: str, error: BaseException | None = None) -> None:
         """Move to FAILED(stage, reason), logging one line (the traceback at DEBUG)."""
         self.move(PluginState.FAILED, Failure(stage, reason, error))
-        logger.error("Plugin %r failed to %s: %s", self.name, stage, reason)
+        summary = getattr(error, "summary", None)
+        logger.error(
+            "Plugin %r failed to %s: %s",
+            self.name,
+            stage,
+            summary() if callable(summary) else reason,
+        )
         if error is not None and error.__traceback__ is not None:
             logger.debug("traceback of %r's %s failure", self.name, stage, exc_info=error)
 

@@ -278,6 +278,12 @@ class VersionConflict(ResolutionError):
         self.unusable = unusable
         super().__init__(plugin, self.render())
 
+    def summary(self) -> str:
+        """The conflict on one line, for logs."""
+        needs = "; ".join(str(link) for link in self.chain)
+        offered = ", ".join(self.available) or "none"
+        return f"dependency conflict: {needs} (available {self.dependency}: {offered})"
+
     def render(self) -> str:
         """The explanation, as the CLI prints it."""
         lines = ["Dependency conflict detected"]

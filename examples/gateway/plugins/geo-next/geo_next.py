@@ -1,0 +1,1 @@
+"""Never imported: it cannot be resolved."""
