@@ -6,11 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import bench_audit, bench_discovery, bench_events, bench_reload, bench_resolve
+from . import (
+    bench_audit,
+    bench_discovery,
+    bench_events,
+    bench_reload,
+    bench_resolve,
+    bench_startup,
+)
 from ._harness import RESULTS, render_table, write_results
 
 CASES = {
     "discovery": bench_discovery.run,
+    "startup": bench_startup.run,
     "audit": bench_audit.run,
     "events": bench_events.run,
     "resolve": bench_resolve.run,

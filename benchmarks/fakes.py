@@ -53,10 +53,13 @@ def {name}_update(key: str, value: int = 0) -> int:
     return value
 
 
-@hookimpl
-def activate(ctx):
-    ctx.register_tool({name}_lookup)
-    ctx.register_tool({name}_update)
+class Plugin:
+    \"\"\"The entry point's object: clawhost and stevedore both instantiate it.\"\"\"
+
+    @hookimpl
+    def activate(self, ctx):
+        ctx.register_tool({name}_lookup)
+        ctx.register_tool({name}_update)
 """
 
 
@@ -91,7 +94,9 @@ def build_site(root: Path, plugins: int, *, noise: int = NOISE, dependencies: bo
             f"Metadata-Version: 2.1\nName: clawdesk-plugin-{name}\nVersion: 1.0.0\n\n"
         )
         (dist_info / "RECORD").write_text("")
-        (dist_info / "entry_points.txt").write_text(f"[clawdesk.plugins]\n{name} = {module}\n")
+        (dist_info / "entry_points.txt").write_text(
+            f"[clawdesk.plugins]\n{name} = {module}:Plugin\n"
+        )
         package = root / module
         package.mkdir()
         requirement = f'{plugin_name(index // 2)} = ">=1.0"\n' if dependencies and index else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _telemetry
 from ._guard import Withdrawn
 from ._limits import current_slot, run_inline
-from .errors import NotRegistered, RegistrationConflict
+from .errors import NotRegistered
 
 if TYPE_CHECKING:
     from ._guard import Guard
@@ -94,7 +95,11 @@ class EventBus:
 
     def __init__(self, guard: Callable[[], Guard]) -> None:
         self._guard = guard
+        # Replaced, never mutated in place: dispatch reads a tuple without locking.
         self._handlers: dict[str, tuple[_Handler, ...]] = {}
+        # owner -> the events it handles (one entry per handler)
+        self._by_owner: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
 
     def subscribe(
         self,
@@ -112,7 +117,9 @@ class EventBus:
             getattr(callback, "__call__", None)  # noqa: B004 - objects with an async __call__
         )
         entry = (owner, callback, convention, is_async, self._guard().inline_target(owner))
-        self._handlers[event] = (*self._handlers.get(event, ()), entry)
+        with self._lock:
+            self._handlers[event] = (*self._handlers.get(event, ()), entry)
+            self._by_owner.setdefault(owner, []).append(event)
 
     def has_handlers(self, event: str) -> bool:
         """Whether anything listens to ``event`` (so callers can skip building a payload)."""
@@ -128,21 +135,17 @@ class EventBus:
 
     def owned_by(self, owner: str) -> list[str]:
         """The events ``owner`` handles (one entry per handler)."""
-        return sorted(
-            event
-            for event, handlers in self._handlers.items()
-            for handler in handlers
-            if handler[0] == owner
-        )
+        return sorted(self._by_owner.get(owner, ()))
 
     def _remove_owner(self, owner: str) -> list[str]:
-        removed = self.owned_by(owner)
-        for event in list(self._handlers):
-            kept = tuple(handler for handler in self._handlers[event] if handler[0] != owner)
-            if kept:
-                self._handlers[event] = kept
-            else:
-                del self._handlers[event]
+        with self._lock:
+            removed = sorted(self._by_owner.pop(owner, ()))
+            for event in set(removed):
+                kept = tuple(handler for handler in self._handlers[event] if handler[0] != owner)
+                if kept:
+                    self._handlers[event] = kept
+                else:
+                    del self._handlers[event]
         return removed
 
     async def dispatch(self, event: str, /, *args: Any, **payload: Any) -> DispatchReport:
@@ -257,7 +260,9 @@ class Pipeline:
 
     def __init__(self, guard: Callable[[], Guard]) -> None:
         self._guard = guard
+        # Replaced, never mutated in place: a message being processed keeps its list.
         self._stages: list[_Stage] = []
+        self._lock = threading.Lock()
 
     def __contains__(self, name: object) -> bool:
         return any(stage.name == name for stage in self._stages)
@@ -289,9 +294,6 @@ class Pipeline:
         raise NotRegistered(self.kind, name, tuple(self.names()))
 
     def _add(self, owner: str, name: str, stage: Any, order: int, on_error: OnError) -> None:
-        existing = self.owner_of(name)
-        if existing is not None:
-            raise RegistrationConflict(self.kind, name, existing, owner)
         if on_error not in ("drop", "skip"):
             raise ValueError(f"on_error must be 'drop' or 'skip', not {on_error!r}")
         process = getattr(stage, "process", None)
@@ -305,8 +307,9 @@ class Pipeline:
         self._stages.sort(key=lambda item: (item.order, item.name))
 
     def _remove_owner(self, owner: str) -> list[str]:
-        removed = self.owned_by(owner)
-        self._stages = [stage for stage in self._stages if stage.owner != owner]
+        with self._lock:
+            removed = self.owned_by(owner)
+            self._stages = [stage for stage in self._stages if stage.owner != owner]
         return removed
 
     def _current_process(self, name: str) -> Callable[..., Any] | None:

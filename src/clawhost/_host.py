@@ -31,7 +31,7 @@ from ._discover import (
     discover_plugins,
 )
 from ._hostguard import CallMonitor, HostGuard, call_plugin_code
-from ._loader import LoadProblem, hook_implementations, import_plugin, new_plugin_manager, register
+from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
 from ._records import HealthReport, PluginRecord
 from ._state import PluginState, check_transition
 from ._version import __version__
@@ -104,6 +104,8 @@ class PluginHost:
         self._discovery: DiscoveryResult | None = None
         self._resolution: Resolution | None = None
         self._eligible: dict[str, list[DiscoveredPlugin]] = {}
+        # Effective permissions granted at load, by (plugin, version): reused at activation.
+        self._grants: dict[tuple[str, str], Any] = {}
         self.diagnostics: list[Diagnostic] = []
         self._running = False
         self._reload_lock = anyio.Lock()
@@ -237,8 +239,9 @@ class PluginHost:
         """The candidate's effective permissions; ``PermissionsRefused`` if it asks too much."""
         from ._sandbox import grant_permissions
 
+        key = (name, str(candidate.version))
         sandbox = self.config.sandbox_for(name)
-        return grant_permissions(
+        granted = grant_permissions(
             name,
             candidate.manifest.permissions,
             fs_allowed=[str(path) for path in sandbox.fs_allowed],
@@ -246,6 +249,8 @@ class PluginHost:
             allow_subprocess=sandbox.allow_subprocess,
             package_dir=candidate.package_dir if candidate.source.target is None else None,
         )
+        self._grants[key] = granted
+        return granted
 
     # -- resolve ------------------------------------------------------------------------------
 
@@ -405,9 +410,15 @@ class PluginHost:
         self._prepare_limits(record, candidate)
         record.config = self._plugin_config(record, candidate)
         target, modules = await self._lifecycle_call(
-            record, import_plugin, candidate, operation="import"
+            # Inline on the loop thread, under the watchdog: imports serialize on the import
+            # lock anyway, and a hundred concurrent worker threads only fight over it.
+            record,
+            import_plugin,
+            candidate,
+            operation="import",
+            inline=True,
         )
-        register(self._manager, record.name, target)
+        record.hooks = register(self._manager, record.name, target)
         record.target, record.modules = target, modules
         enforce = candidate.source.target is None or record.name in self._memory_manifests
         context = self._context.plugin_context(
@@ -419,14 +430,14 @@ class PluginHost:
         )
         record.context = context
         for hook in EVENT_HOOKS:
-            for implementation in hook_implementations(self._manager, hook, record.name):
+            for implementation in record.hooks.get(hook, ()):
                 self.events.subscribe(
                     record.name,
                     hook,
                     implementation.function,
                     argnames=tuple(implementation.argnames),
                 )
-        for implementation in hook_implementations(self._manager, "activate", record.name):
+        for implementation in record.hooks.get("activate", ()):
             await self._lifecycle_call(
                 record,
                 implementation.function,
@@ -452,7 +463,7 @@ class PluginHost:
         self._context.remove_owner(record.name)
         if self._manager.has_plugin(record.name):
             self._manager.unregister(name=record.name)
-        record.target, record.context = None, None
+        record.target, record.context, record.hooks = None, None, {}
 
     def _check_declared(self, record: PluginRecord) -> None:
         manifest = record.manifest
@@ -489,7 +500,8 @@ class PluginHost:
 
         sandbox = self.config.sandbox_for(record.name)
         record.timeout = sandbox.max_cpu_time_secs
-        record.permissions = self._grant(record.name, candidate)
+        granted = self._grants.get((record.name, str(candidate.version)))
+        record.permissions = granted if granted is not None else self._grant(record.name, candidate)
         record.scope = SandboxScope(record.permissions)
         record.limiter = plugin_limiter(sandbox.max_concurrency)
 
@@ -572,9 +584,7 @@ class PluginHost:
             context = record.context
             with _telemetry.span("clawhost.deactivate", {"clawhost.plugin": record.name}):
                 with anyio.CancelScope(shield=True):
-                    for implementation in hook_implementations(
-                        self._manager, "deactivate", record.name
-                    ):
+                    for implementation in record.hooks.get("deactivate", ()):
                         try:
                             await self._lifecycle_call(
                                 record,
@@ -620,7 +630,7 @@ class PluginHost:
         reason: str | None = None
         try:
             with anyio.fail_after(limit):
-                for implementation in hook_implementations(self._manager, "health_check", name):
+                for implementation in record.hooks.get("health_check", ()):
                     result = await self._guard.call(
                         name,
                         implementation.function,
@@ -702,22 +712,28 @@ class PluginHost:
         return remove
 
     async def _lifecycle_call(
-        self, record: PluginRecord, function: Callable[..., Any], *args: Any, operation: str
+        self,
+        record: PluginRecord,
+        function: Callable[..., Any],
+        *args: Any,
+        operation: str,
+        inline: bool = False,
     ) -> Any:
         """A lifecycle hook (or import, or cleanup): limits and scope, no gate, no slot."""
-        monitors = list(self._guard.monitors)
-        for monitor in monitors:
-            monitor.before(record.name, operation, args, {})
+        tokens = [
+            (monitor, monitor.before(record.name, operation, args, {}))
+            for monitor in self._guard.monitors
+        ]
         try:
             result = await call_plugin_code(
-                record, function, *args, operation=operation, limited=False
+                record, function, *args, operation=operation, limited=False, inline=inline
             )
         except BaseException as exc:
-            for monitor in monitors:
-                monitor.after(record.name, operation, None, exc)
+            for monitor, token in tokens:
+                monitor.after(token, record.name, operation, None, exc)
             raise
-        for monitor in monitors:
-            monitor.after(record.name, operation, result, None)
+        for monitor, token in tokens:
+            monitor.after(token, record.name, operation, result, None)
         return result
 
     # -- hot reload -------------------------------------------------------------------------
@@ -770,7 +786,12 @@ class PluginHost:
             await anyio.sleep_forever()
 
     async def __aenter__(self) -> PluginHost:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # cancelled (Ctrl-C) or failed mid-start: leave nothing running
+            with anyio.CancelScope(shield=True):
+                await self.stop()
+            raise
         return self
 
     async def __aexit__(

@@ -22,14 +22,18 @@ __all__ = ["CallMonitor", "HostGuard", "call_plugin_code"]
 
 
 class CallMonitor(Protocol):
-    """Told about every call into plugin code (``PluginHost.add_call_monitor``)."""
+    """Told about every call into plugin code (``PluginHost.add_call_monitor``).
+
+    ``before`` returns a token (anything) that ``after`` receives for the same call, so
+    calls running concurrently are paired correctly.
+    """
 
     def before(
         self, plugin: str, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None: ...
+    ) -> Any: ...
 
     def after(
-        self, plugin: str, operation: str, result: Any, error: BaseException | None
+        self, token: Any, plugin: str, operation: str, result: Any, error: BaseException | None
     ) -> None: ...
 
 
@@ -171,17 +175,17 @@ class HostGuard:
         inline: bool,
         current: Callable[[], Callable[..., Any] | None] | None,
     ) -> Any:
-        monitors = list(self.monitors)
-        for monitor in monitors:
-            monitor.before(owner, operation, args, kwargs)
+        tokens = [
+            (monitor, monitor.before(owner, operation, args, kwargs)) for monitor in self.monitors
+        ]
         try:
             result = await self._guarded(owner, function, args, kwargs, operation, inline, current)
         except BaseException as exc:
-            for monitor in monitors:
-                monitor.after(owner, operation, None, exc)
+            for monitor, token in tokens:
+                monitor.after(token, owner, operation, None, exc)
             raise
-        for monitor in monitors:
-            monitor.after(owner, operation, result, None)
+        for monitor, token in tokens:
+            monitor.after(token, owner, operation, result, None)
         return result
 
     async def ensure_active(self, owner: str) -> None:

@@ -7,9 +7,12 @@ activated, under its limits and permissions.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,7 +23,7 @@ from ._discover import SourceKind
 if TYPE_CHECKING:
     from ._discover import DiscoveredPlugin
 
-__all__ = ["LoadProblem", "hook_implementations", "import_plugin", "new_plugin_manager", "register"]
+__all__ = ["Implementation", "LoadProblem", "import_plugin", "new_plugin_manager", "register"]
 
 # Imports of directory plugins change sys.path; one at a time.
 _PATH_LOCK = threading.Lock()
@@ -30,8 +33,30 @@ class LoadProblem(Exception):
     """Why a plugin's code could not be imported or registered (becomes its failure)."""
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, skipping dunder attributes when it looks for hook implementations.
+
+    ``register`` inspects every attribute of a plugin with ``inspect.getattr_static``;
+    a class instance has thirty-odd dunders and no hook can be one, so skipping them
+    makes registration several times cheaper without hiding a misspelled hook.
+    """
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        #: The hook implementations found by the registration under way: name -> options.
+        self.found: dict[str, pluggy.HookimplOpts] = {}
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if name.startswith("__") and name.endswith("__"):
+            return None
+        options = super().parse_hookimpl_opts(plugin, name)
+        if options is not None:
+            self.found[name] = options
+        return options
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager = _PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     return manager
 
@@ -51,7 +76,6 @@ def import_plugin(candidate: DiscoveredPlugin) -> tuple[object, frozenset[str]]:
         _prepare_directory_import(module_name, os.fspath(source.import_root))
     else:
         _make_reachable(os.fspath(source.import_root))
-    before = set(sys.modules)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -70,12 +94,9 @@ def import_plugin(candidate: DiscoveredPlugin) -> tuple[object, frozenset[str]]:
             ) from None
     if isinstance(target, type):
         target = target()
-    imported = frozenset(set(sys.modules) - before) | frozenset(
-        name
-        for name in sys.modules
-        if name == _top(module_name) or name.startswith(_top(module_name) + ".")
-    )
-    return target, imported
+    # Only the plugin's own package counts as its code (hot reload drops these, and finds
+    # any other module by its file location); the libraries it imports are not its own.
+    return target, frozenset({module_name, _top(module_name)})
 
 
 def _top(module_name: str) -> str:
@@ -107,12 +128,37 @@ def _make_reachable(path_entry: str) -> None:
             importlib.invalidate_caches()
 
 
-def register(manager: pluggy.PluginManager, name: str, target: object) -> None:
-    """Register ``target`` with pluggy as plugin ``name``, refusing unknown hooks.
+@dataclass(frozen=True, slots=True)
+class Implementation:
+    """One hook implementation of one plugin: the callable and the arguments it takes."""
+
+    hook: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+
+def _argnames(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The arguments a hook implementation asks for, as pluggy counts them (required,
+    positional; ``self`` is already bound away)."""
+    parameters = inspect.signature(function).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in kinds and p.default is p.empty)
+
+
+def register(
+    manager: pluggy.PluginManager, name: str, target: object
+) -> dict[str, list[Implementation]]:
+    """Register ``target`` with pluggy as plugin ``name``, refusing unknown hooks; returns
+    its hook implementations by hook name.
 
     pluggy checks each implementation's argument names against its spec; a hook name
     with no spec (a typo such as ``activte``) is refused here rather than silently ignored.
+    The implementations are returned so the host never scans pluggy's per-hook lists,
+    which hold every plugin's implementations.
     """
+    found: dict[str, pluggy.HookimplOpts] = {}
+    if isinstance(manager, _PluginManager):
+        manager.found = found
     try:
         manager.register(target, name=name)
     except pluggy.PluginValidationError as exc:
@@ -120,21 +166,17 @@ def register(manager: pluggy.PluginManager, name: str, target: object) -> None:
     except ValueError as exc:  # already registered under another name
         raise LoadProblem(str(exc)) from exc
     known = sorted({*hookspecs.LIFECYCLE_HOOKS, *hookspecs.EVENT_HOOKS})
-    for caller in manager.get_hookcallers(target) or ():
-        if caller.spec is None:
+    implementations: dict[str, list[Implementation]] = {}
+    for attribute, options in found.items():
+        hook_name = options.get("specname") or attribute
+        if getattr(manager.hook, hook_name).spec is None:
             manager.unregister(name=name)
-            raise LoadProblem(f"unknown hook {caller.name!r}; the hooks are: {', '.join(known)}")
-        for implementation in caller.get_hookimpls():
-            if implementation.plugin_name == name and (
-                implementation.hookwrapper or implementation.wrapper
-            ):
-                manager.unregister(name=name)
-                raise LoadProblem(f"hook {caller.name!r} may not be a wrapper in a clawhost plugin")
-
-
-def hook_implementations(
-    manager: pluggy.PluginManager, hook: str, name: str
-) -> list[pluggy.HookImpl]:
-    """Plugin ``name``'s implementations of ``hook`` (usually zero or one)."""
-    caller = getattr(manager.hook, hook)
-    return [impl for impl in caller.get_hookimpls() if impl.plugin_name == name]
+            raise LoadProblem(f"unknown hook {hook_name!r}; the hooks are: {', '.join(known)}")
+        if options.get("hookwrapper") or options.get("wrapper"):
+            manager.unregister(name=name)
+            raise LoadProblem(f"hook {hook_name!r} may not be a wrapper in a clawhost plugin")
+        function = getattr(target, attribute)
+        implementations.setdefault(hook_name, []).append(
+            Implementation(hook_name, function, _argnames(function))
+        )
+    return implementations

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ._context import PluginContext
     from ._discover import Diagnostic, DiscoveredPlugin
+    from ._loader import Implementation
     from ._manifest import Manifest
 
 __all__ = ["CallGate", "Failure", "HealthReport", "PluginRecord"]
@@ -159,6 +160,7 @@ class PluginRecord:
         # Runtime, owned by the host:
         self.target: object | None = None
         self.modules: frozenset[str] = frozenset()
+        self.hooks: dict[str, list[Implementation]] = {}
         self.context: PluginContext | None = None
         self.config: Mapping[str, Any] | None = None
         self.permissions: Any = None

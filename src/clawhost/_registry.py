@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,12 +35,19 @@ logger = logging.getLogger("clawhost.tools")
 
 
 class NamedRegistry(Generic[T]):
-    """Named entries of one kind, each owned by the plugin that registered it."""
+    """Named entries of one kind, each owned by the plugin that registered it.
+
+    Plugins register from their hooks, and a sync hook runs in a worker thread, so every
+    change takes the registry's lock and every scan works on a snapshot.
+    """
 
     kind = "entry"
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, T]] = {}
+        # owner -> its names, so finding or removing one plugin's entries does not scan all.
+        self._by_owner: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -75,18 +83,21 @@ class NamedRegistry(Generic[T]):
 
     def owned_by(self, owner: str) -> list[str]:
         """The names plugin ``owner`` registered."""
-        return sorted(name for name, (who, _) in self._entries.items() if who == owner)
+        return sorted(self._by_owner.get(owner, ()))
 
     def _add(self, owner: str, name: str, item: T) -> None:
-        existing = self._entries.get(name)
-        if existing is not None:
-            raise RegistrationConflict(self.kind, name, existing[0], owner)
-        self._entries[name] = (owner, item)
+        with self._lock:
+            existing = self._entries.get(name)
+            if existing is not None:
+                raise RegistrationConflict(self.kind, name, existing[0], owner)
+            self._entries[name] = (owner, item)
+            self._by_owner.setdefault(owner, set()).add(name)
 
     def _remove_owner(self, owner: str) -> list[str]:
-        removed = self.owned_by(owner)
-        for name in removed:
-            del self._entries[name]
+        with self._lock:
+            removed = sorted(self._by_owner.pop(owner, ()))
+            for name in removed:
+                del self._entries[name]
         return removed
 
 
@@ -143,17 +154,22 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         super().__init__()
         self._guard = guard
         self._declared: dict[str, str] = {}
+        self._declared_by: dict[str, list[str]] = {}
         self._events = events
 
     def declare(self, owner: str, names: tuple[str, ...]) -> None:
         """Record the tools a plugin's manifest declares (for listing and lazy activation)."""
-        for name in names:
-            self._declared.setdefault(name, owner)
+        with self._lock:
+            for name in names:
+                if self._declared.setdefault(name, owner) == owner:
+                    self._declared_by.setdefault(owner, []).append(name)
 
     def undeclare(self, owner: str) -> None:
         """Forget what ``owner`` declared (it was unloaded or failed)."""
-        for name in [name for name, who in self._declared.items() if who == owner]:
-            del self._declared[name]
+        with self._lock:
+            for name in self._declared_by.pop(owner, ()):
+                if self._declared.get(name) == owner:
+                    del self._declared[name]
 
     def declared_owner(self, name: str) -> str | None:
         """The plugin that registered ``name``, else the one whose manifest declares it."""
@@ -163,9 +179,9 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         """Registered tools and declared ones whose plugin is not active yet."""
         infos = {
             name: ToolInfo(name, owner, True, tool.description)
-            for name, (owner, tool) in self._entries.items()
+            for name, (owner, tool) in list(self._entries.items())
         }
-        for name, owner in self._declared.items():
+        for name, owner in list(self._declared.items()):
             infos.setdefault(name, ToolInfo(name, owner, False, None))
         return [infos[name] for name in sorted(infos)]
 

@@ -11,6 +11,7 @@ This is a guard rail against mistakes, not a security boundary: see docs/sandbox
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
@@ -33,7 +34,6 @@ __all__ = [
     "SandboxScope",
     "current_scope",
     "enter_scope",
-    "grant",
     "grant_permissions",
     "leave_scope",
     "memory_limit_warning",
@@ -241,7 +241,7 @@ def grant_permissions(
     if refused:
         raise PermissionsRefused(plugin, tuple(refused))
     readable = [os.path.realpath(package_dir)] if package_dir is not None else []
-    readable.extend(os.path.realpath(path) for path in SYSTEM_READABLE)
+    readable.extend(_system_readable())
     return EffectivePermissions(
         plugin=plugin,
         filesystem=tuple(filesystem),
@@ -251,8 +251,10 @@ def grant_permissions(
     )
 
 
-#: The name the host lifecycle calls it by.
-grant = grant_permissions
+@functools.cache
+def _system_readable() -> tuple[str, ...]:
+    """``SYSTEM_READABLE`` resolved, once: every grant shares it."""
+    return tuple(os.path.realpath(path) for path in SYSTEM_READABLE)
 
 
 class SandboxScope:

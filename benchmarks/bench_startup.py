@@ -1,0 +1,190 @@
+"""Cases 2 and 3: start-up to "all plugins active", and the cost of ``import clawhost``.
+
+Case 2 uses the same installed fake plugin distributions for everyone (each plugin's entry
+point names a class with an ``activate`` hook registering two tools). Baselines:
+stevedore's ``ExtensionManager(invoke_on_load=True)`` (imports every plugin and
+instantiates its class), cold and with stevedore's entry-point cache warm, and pluggy's
+``load_setuptools_entrypoints`` (imports and registers every plugin). clawhost's eager
+start-up does all of that and more (manifests, resolution, the activate hooks under each
+plugin's limits); its lazy start-up activates nothing that only offers tools, so it should
+not grow with N beyond discovery.
+
+Case 3 times ``python -c "import clawhost"`` against ``python -c "pass"`` and
+``python -c "import importlib.metadata"``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._harness import Row, measure
+from .fakes import build_site
+
+GROUP = "clawdesk.plugins"
+
+STEVEDORE = """
+import os, sys, shutil
+sys.path.insert(0, {site!r})
+os.environ["XDG_CACHE_HOME"] = {cache!r}
+if {clear!r}:
+    shutil.rmtree({cache!r}, ignore_errors=True)
+from stevedore import ExtensionManager
+OP_START = _t.perf_counter()
+manager = ExtensionManager(namespace={group!r}, invoke_on_load=True)
+OP_END = _t.perf_counter()
+EXTRA = {{"plugins": len(manager.extensions)}}
+"""
+
+PLUGGY = """
+import sys
+sys.path.insert(0, {site!r})
+import pluggy
+from clawhost import hookspecs
+manager = pluggy.PluginManager(hookspecs.PROJECT)
+manager.add_hookspecs(hookspecs)
+OP_START = _t.perf_counter()
+loaded = manager.load_setuptools_entrypoints({group!r})
+OP_END = _t.perf_counter()
+EXTRA = {{"plugins": loaded}}
+"""
+
+CLAWHOST = """
+import sys
+sys.path.insert(0, {site!r})
+import anyio
+import clawhost
+PluginHost, DiscoveryCache = clawhost.PluginHost, clawhost.DiscoveryCache
+import clawhost._host, clawhost._resolve, clawhost._limits, clawhost._sandbox  # imports, untimed
+cache = DiscoveryCache({cache!r}) if {cache!r} else False
+host = None
+
+config = clawhost.HostConfig.from_mapping(
+    {{"plugins": {{"sandbox": {{"net_allowed": ["api.example.com:443"]}}}}}}
+)
+
+async def main():
+    global host
+    host = PluginHost(config=config, cache=cache, lazy={lazy!r}, group={group!r})
+    await host.start()
+
+OP_START = _t.perf_counter()
+anyio.run(main)
+OP_END = _t.perf_counter()
+active = sum(record.is_active for record in host.plugins.values())
+EXTRA = {{"active": active, "tools": len(host.tools.list())}}
+"""
+
+
+def _prime_discovery(site: str, cache: str) -> None:
+    code = CLAWHOST.format(site=site, cache=cache, lazy=True, group=GROUP)
+    deadline = time.monotonic() + 10
+    while True:
+        measure({"prime": code}, 1)
+        if any(Path(cache).glob("discovery-*")) or time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+
+
+def run(sizes: Sequence[int], repeats: int) -> list[Row]:
+    rows: list[Row] = []
+    lazy_by_n: dict[int, float] = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="clawhost-bench-") as tmp:
+            site = str(build_site(Path(tmp) / "site", n))
+            stevedore_cache = str(Path(tmp) / "stevedore-cache")
+            discovery_cache = str(Path(tmp) / "discovery-cache")
+            common = {"site": site, "group": GROUP}
+            measure({"prime": STEVEDORE.format(**common, cache=stevedore_cache, clear=True)}, 1)
+            _prime_discovery(site, discovery_cache)
+            samples = measure(
+                {
+                    "stevedore cold": STEVEDORE.format(**common, cache=stevedore_cache, clear=True),
+                    "stevedore warm": STEVEDORE.format(
+                        **common, cache=stevedore_cache, clear=False
+                    ),
+                    "pluggy": PLUGGY.format(**common),
+                    "eager cold": CLAWHOST.format(**common, cache="", lazy=False),
+                    "eager warm": CLAWHOST.format(**common, cache=discovery_cache, lazy=False),
+                    "lazy warm": CLAWHOST.format(**common, cache=discovery_cache, lazy=True),
+                },
+                repeats,
+            )
+        assert samples["eager warm"].extra["active"] >= n, samples["eager warm"].extra
+        stevedore_warm = samples["stevedore warm"].op_ms
+        for label in ("stevedore cold", "stevedore warm", "pluggy"):
+            rows.append(
+                Row("start-up (all active)", n, label, samples[label].op_ms, note="baseline")
+            )
+        for label, baseline in (("eager cold", "stevedore cold"), ("eager warm", "stevedore warm")):
+            ratio = samples[label].op_ms / samples[baseline].op_ms
+            rows.append(
+                Row(
+                    "start-up (all active)",
+                    n,
+                    f"clawhost {label}",
+                    samples[label].op_ms,
+                    baseline,
+                    ratio,
+                    target="< 1x",
+                    met=ratio < 1,
+                    details={"process_ms": samples[label].process_ms},
+                )
+            )
+        lazy_by_n[n] = samples["lazy warm"].op_ms
+        smallest = min(lazy_by_n)
+        rows.append(
+            Row(
+                "start-up (lazy)",
+                n,
+                "clawhost lazy, warm cache",
+                samples["lazy warm"].op_ms,
+                f"lazy N={smallest}",
+                samples["lazy warm"].op_ms / lazy_by_n[smallest],
+                note=f"stevedore warm: {stevedore_warm:.1f} ms; activates nothing tool-only",
+            )
+        )
+    rows.extend(_import_time(repeats))
+    return rows
+
+
+def _import_time(repeats: int) -> list[Row]:
+    programs = {
+        "pass": "pass",
+        "importlib.metadata": "import importlib.metadata",
+        "clawhost": "import clawhost",
+        "clawhost + PluginHost": "import clawhost; clawhost.PluginHost",
+    }
+    times: dict[str, list[float]] = {name: [] for name in programs}
+    for _ in range(max(repeats, 9)):
+        for name, code in programs.items():
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-I", "-c", code], check=True)
+            times[name].append((time.perf_counter() - started) * 1e3)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    base = medians["pass"]
+    rows = [Row("import", None, "python -c pass", base, note="interpreter start-up")]
+    for name in ("importlib.metadata", "clawhost", "clawhost + PluginHost"):
+        value = medians[name]
+        target = "< 60 ms" if name == "clawhost" else None
+        rows.append(
+            Row(
+                "import",
+                None,
+                f"python -c 'import {name}'"
+                if "+" not in name
+                else "import clawhost; clawhost.PluginHost",
+                value,
+                "python -c pass",
+                value / base,
+                target=target,
+                met=value < 60 if target else None,
+                note=f"{value - base:.1f} ms over a bare interpreter",
+            )
+        )
+    return rows

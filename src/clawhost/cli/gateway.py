@@ -1,0 +1,119 @@
+"""``clawhost gateway``: run a host from a config until Ctrl-C, logging its lifecycle.
+
+The host is started, served (with hot reload when ``[plugins] hot_reload = true``) and,
+on Ctrl-C or SIGTERM, stopped: every plugin is deactivated, dependents first, and the
+command exits with status 0. A second Ctrl-C while stopping exits at once (status 130).
+
+With a ``[gateway]`` table in the config (``channel``, ``provider``, ``channel_config``),
+it also runs ``clawhost.gateway.Gateway``: messages from that channel go through the
+pipeline and the provider, and the command ends when the channel does. Without one, the
+host just serves (tools for an application embedding it, hot reload).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import click
+
+from .state import LEVELS, AppState, cli_logging, find_config
+
+if TYPE_CHECKING:
+    from clawhost._host import PluginHost
+    from clawhost.gateway import GatewaySettings
+
+__all__ = ["gateway_command", "serve_host"]
+
+logger = logging.getLogger("clawhost.gateway")
+
+
+async def _stop_on_signals(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for received in signals:
+            if scope.cancel_called:
+                logger.warning("Second %s: exiting without waiting", signal.Signals(received).name)
+                os._exit(130)
+            logger.info("Received %s, stopping", signal.Signals(received).name)
+            scope.cancel()
+
+
+async def serve_host(host: PluginHost, settings: GatewaySettings | None = None) -> None:
+    """Start ``host`` and serve until a signal (or, with ``settings``, until the gateway's
+    channel ends), then stop it, even if the signal came while it was starting: what was
+    activated is deactivated."""
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signals, group.cancel_scope)
+            await host.start()
+            active = sum(record.is_active for record in host.plugins.values())
+            logger.info("Gateway running with %d active plugin(s); press Ctrl-C to stop", active)
+            if settings is None:
+                await host.serve()
+            else:
+                from clawhost.gateway import Gateway
+
+                group.start_soon(host.serve)  # hot reload, while the channel runs
+                await Gateway(host, settings).run()
+                group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await host.stop()
+        logger.info("Gateway stopped")
+
+
+def _settings(path: Path | None) -> GatewaySettings | None:
+    """The ``[gateway]`` table of the config file, if it has one."""
+    if path is None:
+        return None
+    from clawhost._toml import loads
+    from clawhost.gateway import GatewaySettings
+
+    data = loads(path.read_text("utf-8"))
+    if "gateway" not in data:
+        return None
+    try:
+        return GatewaySettings.from_config(data)
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+@click.command("gateway")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The config.toml to run (overrides the global --config).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="How much of the lifecycle to log (default: info).",
+)
+@click.pass_obj
+def gateway_command(state: AppState, config_file: Path | None, log_level: str | None) -> None:
+    """Run a plugin host from config.toml until Ctrl-C (hot reload when configured).
+
+    With a [gateway] table (channel, provider), messages from that channel go through the
+    pipeline and the provider until the channel ends.
+    """
+    from clawhost._host import PluginHost
+
+    if config_file is not None:
+        state.config_file, state.config_explicit = find_config(config_file)
+    if log_level is not None:
+        state.log_level = log_level
+    state.import_paths()
+    with cli_logging(state.level_for("info")):
+        config = state.load_config()
+        settings = _settings(state.config_file)
+        if state.config_file is None:
+            logger.info("No config.toml: running with every default")
+        else:
+            logger.info("Configuration: %s", state.config_file)
+        host = PluginHost(config=config, path=state.search_path)
+        anyio.run(serve_host, host, settings)

@@ -1,0 +1,71 @@
+"""The plugin author's kit: throw-away hosts, a call recorder and a conformance check.
+
+::
+
+    from clawhost.testing import HookRecorder, check_plugin, make_test_host
+
+    async def test_my_plugin() -> None:
+        host = make_test_host(("my-plugin", MyPlugin(), "src/my_plugin/plugin.toml"))
+        recorder = HookRecorder().attach(host)
+        async with host:
+            assert await host.tools.invoke("my_plugin_hello", {"name": "Ada"}) == "Hello, Ada!"
+        recorder.assert_order("my-plugin", "import", "activate", "deactivate")
+
+    async def test_my_plugin_conforms() -> None:
+        await check_plugin(Path(__file__).parents[1])  # AssertionError listing every finding
+
+With pytest, the ``clawhost`` pytest plugin (installed with clawhost) offers the same as
+fixtures: ``clawhost_host``, ``clawhost_context``, ``hook_recorder`` and ``clawhost_check``;
+see docs/testing.md. Nothing here needs pytest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._conformance import ConformanceReport, Finding, Step, check_plugin
+from ._recorder import Call, HookRecorder
+
+if TYPE_CHECKING:
+    from ._context import HostContext
+    from ._host import PluginHost
+
+__all__ = [
+    "Call",
+    "ConformanceReport",
+    "Finding",
+    "HookRecorder",
+    "Step",
+    "check_plugin",
+    "make_test_context",
+    "make_test_host",
+]
+
+
+def make_test_host(*plugins: Any, **options: Any) -> PluginHost:
+    """A throw-away host offering ``plugins``, not started (``async with`` it, or call
+    ``start()``): ``PluginHost.test_instance`` with project folders, manifests, plugin
+    config and permissions handled for you.
+
+    Each plugin is a plugin object (an instance, class or module with ``@hookimpl``
+    hooks), a ``(name, object)`` or ``(name, object, manifest)`` tuple (a ``Manifest``, its
+    ``[plugin]`` table as a dict, or a path to ``plugin.toml``), or a ``pathlib.Path`` to
+    a plugin project, imported from its source tree when it activates.
+
+    Options: ``config`` maps plugin names to their ``[plugins.<name>.config]`` values;
+    ``host_config`` is a whole ``HostConfig``; ``grant_requested`` (default: when no
+    ``host_config`` is given) grants every manifest the permissions it asks for; anything
+    else goes to ``PluginHost.test_instance`` (``path=None`` also discovers installed
+    plugins). With no manifest, an in-memory plugin may register anything.
+    """
+    from ._testkit import make_test_host as make
+
+    return make(*plugins, **options)
+
+
+def make_test_context() -> HostContext:
+    """A fresh ``HostContext`` that calls plugin code directly: register a plugin into it
+    through ``context.plugin_context(name)`` and look at what it registered."""
+    from ._context import HostContext
+
+    return HostContext.test_context()
