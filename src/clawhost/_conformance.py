@@ -443,7 +443,9 @@ def _check_registrations(
         report.steps.append(Step("registrations", False, "; ".join(problems), elapsed))
     else:
         counts = ", ".join(
-            f"{len(names)} {kind}" for kind, names in report.registered.items() if names
+            f"{len(names)} {kind if len(names) != 1 else kind.removesuffix('s')}"
+            for kind, names in report.registered.items()
+            if names
         )
         report.passed("registrations", counts or "nothing registered", elapsed)
 

@@ -59,6 +59,7 @@ class DispatchReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every handler ran without raising."""
         return not self.failures
 
 

@@ -45,8 +45,6 @@ class Call:
 class HookRecorder:
     """Records every call into plugin code of the hosts it is attached to.
 
-    ::
-
         recorder = HookRecorder().attach(host)
         await host.start()
         assert recorder.operations("weather") == ["import", "activate"]

@@ -1,10 +1,8 @@
 """The per-plugin state machine: every state, and the one table of allowed transitions.
 
-::
-
-    DISCOVERED ─► LOADED ─► RESOLVED ─► ACTIVATING ─► ACTIVE ─► DEACTIVATING ─► INACTIVE
-         └──────────┴───────────┴────────────┴──────────────► FAILED(stage, reason)
-                                  DISABLED (config says enabled = false)
+DISCOVERED ─► LOADED ─► RESOLVED ─► ACTIVATING ─► ACTIVE ─► DEACTIVATING ─► INACTIVE
+     └──────────┴───────────┴────────────┴──────────────► FAILED(stage, reason)
+                              DISABLED (config says enabled = false)
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ class PluginState(enum.StrEnum):
 
     @property
     def is_active(self) -> bool:
+        """Whether this is ``ACTIVE``."""
         return self is PluginState.ACTIVE
 
 

@@ -5,7 +5,7 @@ and builds its message from them, so the CLI, logs and tests read fields instead
 parsing text. Where the meaning matches a builtin, the error subclasses it too
 (``ValueError``, ``LookupError``, ``PermissionError``, ``TimeoutError``).
 
-The tree::
+The tree:
 
     ClawhostError
      ├── DiscoveryError                    discovery could not run at all (not one plugin)

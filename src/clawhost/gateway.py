@@ -16,7 +16,7 @@ and ``on_response_sent`` is broadcast. A channel that fails is restarted with a 
 (0.5 s doubling to 30 s); a message whose handling fails gets an error response and the
 gateway goes on.
 
-Configure it in ``config.toml``::
+Configure it in ``config.toml``:
 
     [gateway]
     channel = "console"

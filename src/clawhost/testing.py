@@ -1,7 +1,5 @@
 """The plugin author's kit: throw-away hosts, a call recorder and a conformance check.
 
-::
-
     from clawhost.testing import HookRecorder, check_plugin, make_test_host
 
     async def test_my_plugin() -> None:
@@ -69,3 +67,12 @@ def make_test_context() -> HostContext:
     from ._context import HostContext
 
     return HostContext.test_context()
+
+
+def _publish() -> None:
+    # Show the public home of what this module re-exports (clawhost.testing.HookRecorder).
+    for name in ("Call", "ConformanceReport", "Finding", "HookRecorder", "Step", "check_plugin"):
+        globals()[name].__module__ = __name__
+
+
+_publish()

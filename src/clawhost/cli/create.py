@@ -71,12 +71,21 @@ class Scaffold:
         release = Version(__version__).release
         return f"{release[0]}.{release[1] if len(release) > 1 else 0}.0"
 
+    @property
+    def authors_toml(self) -> str:
+        """``authors`` of pyproject.toml: ``Jane <j@example.com>`` gives a name and an email."""
+        match = re.fullmatch(r"\s*(.*?)\s*<([^<>\s]+@[^<>\s]+)>\s*", self.author)
+        if match is None:
+            return f'{{ name = "{self.author}" }}'
+        return f'{{ name = "{match.group(1)}", email = "{match.group(2)}" }}'
+
     def substitutions(self) -> dict[str, str]:
         """The values the templates are filled with."""
         return {
             "name": self.name,
             "description": self.description,
             "author": self.author,
+            "authors": self.authors_toml,
             "distribution": self.distribution,
             "package": self.package,
             "class_name": self.class_name,
@@ -164,7 +173,7 @@ version = "0.1.0"
 description = "${description}"
 readme = "README.md"
 requires-python = ">=3.11"
-authors = [{ name = "${author}" }]
+authors = [${authors}]
 dependencies = ["clawhost>=${clawhost_version}"]
 
 [project.optional-dependencies]
