@@ -591,3 +591,28 @@ async def test_event_hookimpls_and_context_handlers_both_receive_broadcasts(tmp_
         assert listener.seen == [("hook", "hello"), ("callback", "bye")]  # type: ignore[union-attr]
 
     assert host.events.events() == []
+
+
+async def test_a_memory_limit_is_warned_about_because_it_cannot_be_enforced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good_plugin(tmp_path / "plugins", "capped")
+
+    with caplog.at_level(logging.WARNING, logger="clawhost.lifecycle"):
+        async with make_host(tmp_path, sandbox={"max_memory_mb": 128}) as host:
+            assert host.plugins["capped"].state is S.ACTIVE
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("max_memory_mb = 128 is not enforced" in message for message in warnings)
+
+
+async def test_no_memory_warning_without_a_memory_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good_plugin(tmp_path / "plugins", "uncapped")
+
+    with caplog.at_level(logging.WARNING, logger="clawhost.lifecycle"):
+        async with make_host(tmp_path):
+            pass
+
+    assert not [r for r in caplog.records if "max_memory_mb" in r.getMessage()]

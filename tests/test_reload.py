@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import textwrap
@@ -13,7 +14,7 @@ import anyio
 import pytest
 
 from clawhost import HostConfig, PluginHost, PluginState
-from clawhost._reload import ReloadEvent, relevant
+from clawhost._reload import ReloadEvent, relevant, watch_roots
 from clawhost.errors import ReloadError
 
 S = PluginState
@@ -344,3 +345,30 @@ async def test_bytecode_and_editor_files_never_trigger_a_reload(tmp_path: Path) 
 )
 def test_which_files_count_as_changes(path: str, expected: bool) -> None:
     assert relevant(path) is expected
+
+
+def test_editable_installs_and_directory_plugins_are_watched_wheels_are_not(tmp_path: Path) -> None:
+    from tests._site import SiteDir, manifest
+
+    site = SiteDir(tmp_path / "site")
+    source = tmp_path / "checkout" / "src"
+    (source / "editable_pkg").mkdir(parents=True)
+    (source / "editable_pkg" / "__init__.py").write_text("")
+    (source / "editable_pkg" / "plugin.toml").write_text(manifest("editable"))
+    dist_info = site.add(
+        "clawdesk-plugin-editable",
+        "1.0.0",
+        entry_points={"editable": "editable_pkg"},
+        files={"_editable.pth": f"{source}\n"},
+    )
+    direct_url = {"url": source.parent.as_uri(), "dir_info": {"editable": True}}
+    (dist_info / "direct_url.json").write_text(json.dumps(direct_url))
+    site.add_plugin("wheel-installed")
+    project = Project(tmp_path)
+    project.write("x")
+    host = PluginHost(dirs=[tmp_path / "plugins"], path=[str(site)], cache=False)
+    host.discover()
+
+    roots = watch_roots(host)
+
+    assert roots == {"editable": source / "editable_pkg", "live": project.folder}

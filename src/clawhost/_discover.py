@@ -59,6 +59,8 @@ class SourceKind(enum.StrEnum):
     MEMORY = "memory"  #: an object handed to the host in code (tests: PluginHost.test_instance)
 
 
+_KINDS = {kind.value: kind for kind in SourceKind}
+
 Severity = Literal["error", "warning"]
 
 
@@ -385,16 +387,26 @@ class DiscoveredPlugin:
 
     @classmethod
     def from_row(cls, row: Sequence[str]) -> DiscoveredPlugin:
+        # The warm path of discovery builds one of these per installed plugin: fill the
+        # slots directly, skipping __init__'s argument handling (a third of the cost).
         name, version, kind, entry, location, root, dist, point, manifest_path, manifest = row
-        source = PluginSource(
-            SourceKind(kind),
-            entry,
-            location,
-            root,
-            distribution=dist or None,
-            entry_point_name=point or None,
-        )
-        return cls(name, version, source, manifest_path, manifest_text=manifest)
+        source = PluginSource.__new__(PluginSource)
+        source.kind = _KINDS[kind]
+        source.entry = entry
+        source._location = location
+        source._import_root = root
+        source.distribution = dist or None
+        source.entry_point_name = point or None
+        source.target = None
+        plugin = cls.__new__(cls)
+        plugin.name = name
+        plugin._version = version
+        plugin.source = source
+        plugin._manifest_path = manifest_path
+        plugin._manifest = None
+        plugin._manifest_text = manifest
+        plugin._distribution = False
+        return plugin
 
 
 @dataclass(frozen=True, slots=True)
