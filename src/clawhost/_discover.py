@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._entrypoints import FoundEntryPoint, ScanStamps, read_descriptor, scan_entry_points
-from ._manifest import MANIFEST_FILENAME, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ._manifest import (
+    MANIFEST_FILENAME,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    decode_manifest,
+    parse_manifest,
+)
 from ._versions import InvalidRequirementText, parse_version
 from .errors import ManifestError, Problem
 
@@ -488,16 +494,7 @@ def _read_manifest(path: str, stamps: ScanStamps | None) -> str:
             stamps.files[path] = (status.st_mtime_ns, status.st_size)
     finally:
         os.close(descriptor)
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(
-            path, [Problem(None, f"file is larger than {MAX_MANIFEST_BYTES // 1024} KiB")], None
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(
-            path, [Problem(None, f"not UTF-8 text (byte {exc.start})", "UTF-8 encoded TOML")], None
-        ) from None
+    return decode_manifest(raw, path)
 
 
 class _Scanner:

@@ -390,6 +390,12 @@ def read_manifest_text(path: Path) -> str:
         raise ManifestError(path, [Problem(None, "file not found")], None) from None
     except OSError as exc:
         raise ManifestError(path, [Problem(None, f"cannot read: {exc.strerror}")], None) from None
+    return decode_manifest(raw, path)
+
+
+def decode_manifest(raw: bytes, path: Path | str) -> str:
+    """Manifest bytes as text: at most ``MAX_MANIFEST_BYTES`` (read one byte more to tell)
+    of UTF-8, or a ``ManifestError`` saying which limit was broken."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             path, [Problem(None, f"file is larger than {MAX_MANIFEST_BYTES // 1024} KiB")], None
