@@ -10,6 +10,7 @@ from . import (
     bench_audit,
     bench_discovery,
     bench_events,
+    bench_isolation,
     bench_reload,
     bench_resolve,
     bench_startup,
@@ -23,6 +24,7 @@ CASES = {
     "events": bench_events.run,
     "resolve": bench_resolve.run,
     "reload": bench_reload.run,
+    "isolation": bench_isolation.run,
 }
 
 

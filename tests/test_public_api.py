@@ -102,6 +102,7 @@ ERRORS_ALL = [
     "LifecycleError",
     "ManifestError",
     "MissingDependency",
+    "NotIsolatable",
     "NotRegistered",
     "PermissionDenied",
     "PermissionsRefused",
@@ -122,6 +123,8 @@ ERRORS_ALL = [
     "UndeclaredCapability",
     "UnsafeArchive",
     "VersionConflict",
+    "WorkerDied",
+    "WorkerError",
 ]
 
 # The data classes of ``clawhost.errors`` that are not exceptions.

@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from ._describe import kind_of, short_repr, toml_path
@@ -77,6 +78,8 @@ HostList = Annotated[tuple[NetworkTarget, ...], Strict(False)]
 Seconds = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 EntryPointGroup = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
+#: Where a plugin's code runs: in the host's process, or in a worker process of its own.
+Isolation = Literal["in-process", "process"]
 
 
 class _Section(BaseModel):
@@ -86,7 +89,8 @@ class _Section(BaseModel):
 class SandboxConfig(_Section):
     """The limits and grants of one plugin (``[plugins.sandbox]``, merged with overrides).
 
-    ``max_memory_mb`` cannot be enforced in-process: the host only warns when it is set.
+    ``max_memory_mb`` is enforced only with ``isolation = "process"`` (``RLIMIT_AS`` on the
+    plugin's worker process); in-process, the host only warns when it is set.
     """
 
     max_memory_mb: PositiveInt | None = None
@@ -95,6 +99,7 @@ class SandboxConfig(_Section):
     net_allowed: HostList = ()
     allow_subprocess: bool = False
     max_concurrency: PositiveInt = 4
+    isolation: Isolation = "in-process"
 
 
 class SandboxOverrides(_Section):
@@ -109,6 +114,7 @@ class SandboxOverrides(_Section):
     net_allowed: HostList | None = None
     allow_subprocess: bool | None = None
     max_concurrency: PositiveInt | None = None
+    isolation: Isolation | None = None
 
     def apply_to(self, defaults: SandboxConfig) -> SandboxConfig:
         """``defaults`` with every key given here replaced."""
@@ -127,6 +133,18 @@ class PluginSettings(_Section):
     # Left out of repr: the values may be secrets, and which ones only the manifest knows.
     config: dict[str, Any] = Field(default_factory=dict, repr=False)
     sandbox: SandboxOverrides = Field(default_factory=SandboxOverrides)
+    #: ``[plugins.<name>] isolation``: the same as ``[plugins.<name>.sandbox] isolation``.
+    isolation: Isolation | None = None
+
+    @model_validator(mode="after")
+    def _one_isolation(self) -> PluginSettings:
+        inner = self.sandbox.isolation
+        if self.isolation is not None and inner is not None and inner != self.isolation:
+            raise ValueError(
+                f"isolation = {self.isolation!r} contradicts sandbox.isolation = {inner!r}; "
+                "set it in one place"
+            )
+        return self
 
 
 class PluginsConfig(_Section):
@@ -169,8 +187,13 @@ class HostConfig(_Section):
         return settings if settings is not None else PluginSettings()
 
     def sandbox_for(self, plugin: str) -> SandboxConfig:
-        """``[plugins.sandbox]`` with the plugin's ``[plugins.<plugin>.sandbox]`` applied."""
-        return self.settings_for(plugin).sandbox.apply_to(self.plugins.sandbox)
+        """``[plugins.sandbox]`` with the plugin's ``[plugins.<plugin>.sandbox]`` applied
+        (and its ``[plugins.<plugin>] isolation``, which is the same setting)."""
+        settings = self.settings_for(plugin)
+        sandbox = settings.sandbox.apply_to(self.plugins.sandbox)
+        if settings.isolation is not None and settings.isolation != sandbox.isolation:
+            sandbox = sandbox.model_copy(update={"isolation": settings.isolation})
+        return sandbox
 
     @classmethod
     def from_mapping(
@@ -319,6 +342,7 @@ _EXPECTED_BY_KEY = {
     "net_allowed": "an array of 'host:port' strings",
     "allow_subprocess": "true or false",
     "max_concurrency": "an integer >= 1",
+    "isolation": "'in-process' or 'process'",
     "enabled": "true or false",
     "config": "a table",
     "sandbox": "a table",

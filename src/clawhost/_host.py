@@ -409,6 +409,24 @@ class PluginHost:
     async def _bring_up(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
         self._prepare_limits(record, candidate)
         record.config = self._plugin_config(record, candidate)
+        # -- process isolation (clawhost._isolation): a worker process imports and
+        # activates the plugin; proxies are registered here, the worker's close() is a
+        # context cleanup (so _roll_back reaps it) and record.hooks reach it.
+        sandbox = self.config.sandbox_for(record.name)
+        if sandbox.isolation == "process":
+            from ._isolation import activate_isolated
+
+            await activate_isolated(
+                self._context,
+                record,
+                candidate,
+                sandbox=sandbox,
+                enforce_capabilities=(
+                    candidate.source.target is None or record.name in self._memory_manifests
+                ),
+            )
+            return
+        # -- end of process isolation
         target, modules = await self._lifecycle_call(
             # Inline on the loop thread, under the watchdog: imports serialize on the import
             # lock anyway, and a hundred concurrent worker threads only fight over it.
@@ -675,7 +693,11 @@ class PluginHost:
     def _warn_about_memory_limits(self) -> None:
         from ._sandbox import memory_limit_warning
 
-        limits = {self.config.sandbox_for(name).max_memory_mb for name in self._records}
+        limits = {  # a worker process enforces its own limit (isolation = "process")
+            sandbox.max_memory_mb
+            for sandbox in map(self.config.sandbox_for, self._records)
+            if sandbox.isolation != "process"
+        }
         for limit in sorted(limit for limit in limits if limit):
             message = memory_limit_warning(limit)
             if message:

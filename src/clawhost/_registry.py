@@ -21,6 +21,7 @@ from ._tools import SchemaFormat, Tool
 from .errors import (
     NotRegistered,
     RegistrationConflict,
+    ToolArgumentsInvalid,
     ToolFailed,
     ToolNotFound,
 )
@@ -233,6 +234,11 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
             except TimeoutError as exc:  # PluginTimeout: clear as it is
                 error = exc
                 raise
+            except ToolArgumentsInvalid as exc:
+                error = exc
+                if exc.tool == name:  # validated where it runs: a worker process (_isolation)
+                    raise
+                raise ToolFailed(name, owner, f"{type(exc).__name__}: {exc}") from exc
             except Exception as exc:
                 error = exc
                 raise ToolFailed(name, owner, f"{type(exc).__name__}: {exc}") from exc

@@ -332,6 +332,8 @@ def memory_limit_warning(max_memory_mb: int | None) -> str | None:
     """What the host logs at start-up when ``max_memory_mb`` is set but cannot be enforced.
 
     Plugins share the host's process and heap; no per-plugin memory limit can hold there.
+    The host does not log it for plugins with ``isolation = "process"``, whose worker
+    process enforces the limit.
     Returns ``None`` when no limit is configured.
     """
     if not max_memory_mb:
@@ -339,6 +341,7 @@ def memory_limit_warning(max_memory_mb: int | None) -> str | None:
     return (
         f"[plugins.sandbox] max_memory_mb = {max_memory_mb} is not enforced: plugins run "
         "inside the host process, where Python cannot limit one plugin's memory. Limiting "
-        "memory needs a plugin running in its own process (an isolation mode clawhost does "
-        "not offer yet); until then, only install plugins you trust not to exhaust memory."
+        'memory needs a plugin running in its own process: isolation = "process" (in '
+        "[plugins.sandbox] or a plugin's own table) enforces it; otherwise, only install "
+        "plugins you trust not to exhaust memory."
     )

@@ -354,7 +354,11 @@ def _config_ok(record: PluginRecord, config: HostConfig, findings: _Findings) ->
 def _check_sandbox(config: HostConfig, findings: _Findings) -> None:
     from clawhost._sandbox import memory_limit_warning
 
-    warning = memory_limit_warning(config.plugins.sandbox.max_memory_mb)
+    sandbox = config.plugins.sandbox
+    # A worker process enforces the limit itself (isolation = "process").
+    warning = memory_limit_warning(
+        sandbox.max_memory_mb if sandbox.isolation != "process" else None
+    )
     if warning:
         findings.add("warning", "Sandbox", warning, "remove max_memory_mb, or accept the risk")
     for folder in config.plugins.sandbox.fs_allowed:

@@ -1,0 +1,193 @@
+"""What crosses a worker process's boundary, and how: JSON data, one object per line.
+
+Both halves of process isolation use this module: the host (``_isolation``,
+``_workerproc``) and the worker (``_worker``). Only JSON data crosses: a message is one
+JSON object on one line (``json.dumps`` escapes newlines inside strings, so a line is
+always a whole message). Values are converted with pydantic's ``to_jsonable_python``
+(dataclasses such as ``Message``, pydantic models, datetimes, sets and any mapping
+become JSON), and errors are sent as data and rebuilt on the other side: builtin
+exceptions and clawhost's own errors as themselves, anything else as ``WorkerError``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import traceback
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+from ._messages import Message, Response
+from .errors import Problem, WorkerError
+
+__all__ = [
+    "MAX_LINE",
+    "OBJECTS_CANNOT_CROSS",
+    "PROTOCOL",
+    "decode",
+    "decode_error",
+    "encode",
+    "encode_error",
+    "message_from_wire",
+    "payload_from_wire",
+    "to_wire",
+]
+
+#: The protocol's version; the worker refuses a start message of another version.
+PROTOCOL = 1
+#: The longest line either side accepts (a message above this is a protocol error).
+MAX_LINE = 64 * 1024 * 1024
+_PROBLEM = "__problem__"
+#: Why providers and channel factories cannot be offered from a worker process.
+OBJECTS_CANNOT_CROSS = (
+    "only JSON data crosses the process boundary, and it is a Python object the host "
+    "would call directly; offer it as tools, or run the plugin in-process"
+)
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One message as a line: compact JSON, ASCII only, ending in a newline."""
+    return json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """A line back into a message; ``ValueError`` when it is not a JSON object."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError(f"expected a JSON object, got {type(message).__name__}")
+    return message
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, BaseException):
+        return encode_error(value, with_traceback=False)
+    raise TypeError(
+        f"{type(value).__qualname__} is not JSON data and cannot cross a process boundary"
+    )
+
+
+def _lenient(value: Any) -> Any:
+    try:
+        return _fallback(value)
+    except TypeError:
+        return repr(value)
+
+
+def to_wire(value: Any, *, lenient: bool = False) -> Any:
+    """``value`` as JSON data; ``TypeError`` for what has no JSON form (arbitrary objects),
+    or, ``lenient``, its ``repr()`` instead (for event payloads, which only inform).
+
+    Dataclasses (``Message``, ``Response``), pydantic models, datetimes (ISO text), sets
+    and tuples (lists), bytes (text) and any mapping convert; exceptions become error data.
+    """
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return to_jsonable_python(value, fallback=_lenient if lenient else _fallback)
+    except PydanticSerializationError as exc:  # pydantic wraps what the fallback raised
+        raise TypeError(str(exc)) from None
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _args_to_wire(value: Any) -> Any:
+    if isinstance(value, Problem):
+        return {_PROBLEM: [value.field, value.message, value.expected, value.line]}
+    if isinstance(value, tuple | list):
+        return [_args_to_wire(item) for item in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError("not plain data")
+
+
+def _args_from_wire(value: Any) -> Any:
+    if isinstance(value, dict) and _PROBLEM in value:
+        field, message, expected, line = value[_PROBLEM]
+        return Problem(field, message, expected, line)
+    if isinstance(value, list):
+        return tuple(_args_from_wire(item) for item in value)
+    return value
+
+
+def encode_error(error: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
+    """An exception as data: its qualified type, its text, the arguments to rebuild it
+    with (clawhost's errors and builtin exceptions) and, optionally, its traceback."""
+    kind = type(error)
+    data: dict[str, Any] = {
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "message": str(error),
+        "args": None,
+    }
+    try:
+        if kind.__module__ == "clawhost.errors":
+            data["args"] = _args_to_wire(error.__reduce__()[1])
+        elif kind.__module__ == "builtins":
+            data["args"] = _args_to_wire(error.args)
+    except (TypeError, IndexError):
+        pass  # rebuilt from its text, or as a WorkerError
+    if with_traceback:
+        data["traceback"] = "".join(traceback.format_exception(error))
+    return data
+
+
+def decode_error(data: Mapping[str, Any], plugin: str) -> Exception:
+    """The exception ``encode_error`` described, rebuilt on this side of the boundary.
+
+    clawhost's errors and builtin exceptions come back as themselves (``PermissionDenied``
+    with its fields, ``MemoryError``, ``ValueError``); any other type is a ``WorkerError``
+    naming it. The worker's traceback, when sent, is attached as a note.
+    """
+    from . import errors
+
+    type_name = str(data.get("type") or "Exception")
+    message = str(data.get("message") or "")
+    args = data.get("args")
+    module, _, name = type_name.rpartition(".")
+    rebuilt: Exception | None = None
+    candidate: Any = None
+    if module == "clawhost.errors" and name in errors.__all__:
+        candidate = getattr(errors, name)
+    elif module == "builtins":
+        candidate = getattr(builtins, name, None)
+    elif type_name == "clawhost._loader.LoadProblem":
+        from ._loader import LoadProblem
+
+        rebuilt = LoadProblem(message)
+    if isinstance(candidate, type) and issubclass(candidate, Exception):
+        try:
+            rebuilt = candidate(*_args_from_wire(args)) if args is not None else candidate(message)
+        except Exception:  # a constructor that wants other arguments: keep the text
+            rebuilt = None
+    remote_traceback = data.get("traceback")
+    if rebuilt is None:
+        rebuilt = WorkerError(plugin, type_name, message, remote_traceback)
+    if remote_traceback:
+        rebuilt.add_note(f"raised in the worker process of plugin {plugin!r}:\n{remote_traceback}")
+    return rebuilt
+
+
+# -- messages and event payloads --------------------------------------------------------------
+
+
+def message_from_wire(data: Mapping[str, Any]) -> Message:
+    """A ``Message`` from its JSON form (what ``to_wire`` made of one)."""
+    return Message(**data)
+
+
+def payload_from_wire(event: str, payload: dict[str, Any], plugin: str) -> dict[str, Any]:
+    """An event payload with the standard events' typed fields rebuilt: the ``Message`` of
+    ``on_message_received``, the ``Response`` of ``on_response_sent``, the error of
+    ``on_tool_called``. Other fields (and other events) stay JSON data."""
+    if event == "on_message_received" and isinstance(payload.get("message"), dict):
+        payload["message"] = Message(**payload["message"])
+    elif event == "on_response_sent" and isinstance(payload.get("response"), dict):
+        payload["response"] = Response(**payload["response"])
+    elif event == "on_tool_called" and isinstance(payload.get("error"), dict):
+        payload["error"] = decode_error(payload["error"], plugin)
+    return payload
