@@ -70,7 +70,13 @@ def status_text(view: PluginView, *, limit: int = 10_000) -> Text:
     text = Text(status.capitalize(), style=_STATUS_STYLES.get(status, ""))
     if view.failure is not None:
         stage, message = view.failure
-        first = message.splitlines()[0] if message else ""
+        lines = message.splitlines() if message else [""]
+        # A conflict's explanation starts with a headline; its next line says who needs what.
+        first = (
+            lines[1].strip()
+            if lines[0] == "Dependency conflict detected" and len(lines) > 1
+            else lines[0]
+        )
         if len(first) > limit:  # the whole reason is in `plugins inspect` and --json
             first = first[: limit - 3].rstrip() + "..."
         text.append(f" ({stage}: {first})", style="red")
