@@ -30,7 +30,7 @@ from ._discover import (
     SourceKind,
     discover_plugins,
 )
-from ._hostguard import CallMonitor, HostGuard, call_plugin_code
+from ._hostguard import CallMonitor, HostGuard, call_plugin_code, monitored
 from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
 from ._records import HealthReport, PluginRecord
 from ._state import PluginState, check_transition
@@ -742,21 +742,12 @@ class PluginHost:
         inline: bool = False,
     ) -> Any:
         """A lifecycle hook (or import, or cleanup): limits and scope, no gate, no slot."""
-        tokens = [
-            (monitor, monitor.before(record.name, operation, args, {}))
-            for monitor in self._guard.monitors
-        ]
-        try:
-            result = await call_plugin_code(
-                record, function, *args, operation=operation, limited=False, inline=inline
-            )
-        except BaseException as exc:
-            for monitor, token in tokens:
-                monitor.after(token, record.name, operation, None, exc)
-            raise
-        for monitor, token in tokens:
-            monitor.after(token, record.name, operation, result, None)
-        return result
+        call = call_plugin_code(
+            record, function, *args, operation=operation, limited=False, inline=inline
+        )
+        if not self._guard.monitors:
+            return await call
+        return await monitored(list(self._guard.monitors), record.name, operation, args, {}, call)
 
     # -- hot reload -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ._host import PluginHost
     from ._records import PluginRecord
 
-__all__ = ["CallMonitor", "HostGuard", "call_plugin_code"]
+__all__ = ["CallMonitor", "HostGuard", "call_plugin_code", "monitored"]
 
 
 class CallMonitor(Protocol):
@@ -35,6 +35,27 @@ class CallMonitor(Protocol):
     def after(
         self, token: Any, plugin: str, operation: str, result: Any, error: BaseException | None
     ) -> None: ...
+
+
+async def monitored(  # noqa: PLR0917 - mirrors CallMonitor.before, plus the call
+    monitors: list[CallMonitor],
+    plugin: str,
+    operation: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    call: Awaitable[Any],
+) -> Any:
+    """Await ``call``, telling every monitor before and after (with its own token)."""
+    tokens = [(monitor, monitor.before(plugin, operation, args, kwargs)) for monitor in monitors]
+    try:
+        result = await call
+    except BaseException as exc:
+        for monitor, token in tokens:
+            monitor.after(token, plugin, operation, None, exc)
+        raise
+    for monitor, token in tokens:
+        monitor.after(token, plugin, operation, result, None)
+    return result
 
 
 async def call_plugin_code(
@@ -175,18 +196,14 @@ class HostGuard:
         inline: bool,
         current: Callable[[], Callable[..., Any] | None] | None,
     ) -> Any:
-        tokens = [
-            (monitor, monitor.before(owner, operation, args, kwargs)) for monitor in self.monitors
-        ]
-        try:
-            result = await self._guarded(owner, function, args, kwargs, operation, inline, current)
-        except BaseException as exc:
-            for monitor, token in tokens:
-                monitor.after(token, owner, operation, None, exc)
-            raise
-        for monitor, token in tokens:
-            monitor.after(token, owner, operation, result, None)
-        return result
+        return await monitored(
+            self.monitors,
+            owner,
+            operation,
+            args,
+            kwargs,
+            self._guarded(owner, function, args, kwargs, operation, inline, current),
+        )
 
     async def ensure_active(self, owner: str) -> None:
         await self._host._ensure_active(owner)
