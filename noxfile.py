@@ -4,6 +4,7 @@ nox                 tests, lint, typing, docs
 nox -s docs         build the documentation site (mkdocs, warnings are errors)
 nox -s demo         install the example plugins and run the demo
 nox -s bench        the benchmark suite (writes benchmarks/results/latest.json)
+nox -s soak         five minutes of chaos under load (writes tests/results/soak.json)
 """
 
 from __future__ import annotations
@@ -90,4 +91,22 @@ def bench_smoke(session: nox.Session) -> None:
     session.install(".", *BASELINES)
     session.run(
         "python", "-m", "benchmarks", "--quick", "--out", f"{session.create_tmp()}/bench.json"
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The long soak: calls and events while plugins are reloaded, disabled, re-enabled and
+    made to fail (``-- --seconds 60`` for a shorter one). Fails on any unexpected failure
+    or leaked registration."""
+    session.install(".")
+    session.run(
+        "python",
+        "-m",
+        "tests.soak",
+        "--seconds",
+        "300",
+        "--json",
+        "tests/results/soak.json",
+        *session.posargs,
     )

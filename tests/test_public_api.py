@@ -88,6 +88,7 @@ CLAWHOST_ALL = [
 ERRORS_ALL = [
     "ClawhostError",
     "ConfigError",
+    "ContextClosed",
     "DependencyCycle",
     "DependencyFailed",
     "DiscoveryError",

@@ -262,7 +262,12 @@ def _validate(
     problems.extend(
         Problem(toml_path((key,)), "unknown top-level table; did you mean [plugins]?", "[plugins]")
         for key in data
-        if key != "plugins" and key.lower().rstrip("s") == "plugin"
+        if isinstance(key, str) and key != "plugins" and key.lower().rstrip("s") == "plugin"
+    )
+    problems.extend(
+        Problem(repr(key), "a table key must be text", "a string")
+        for key in data
+        if not isinstance(key, str)
     )
     raw = data.get("plugins", {})
     if not isinstance(raw, dict):
@@ -389,7 +394,10 @@ def _problem_from_error(error: Mapping[str, Any], substituted: set[Loc]) -> Prob
             f"lower-case letters, digits, '-' or '_', starting with a letter (max 64), "
             f"matching {PLUGIN_NAME_PATTERN}",
         )
-    got = f"got {kind_of(value) if loc in substituted else short_repr(value)}"
+    # A value taken from the environment may be a secret: never echo it, nor a table or
+    # array holding one.
+    hides_secret = any(path[: len(loc)] == loc for path in substituted)
+    got = f"got {kind_of(value) if hides_secret else short_repr(value)}"
     if kind == "string_pattern_mismatch":
         return Problem(field, f"{got}, which is not allowed here", _EXPECTED_BY_KEY.get(key))
     if kind in ("greater_than", "greater_than_equal", "value_error"):

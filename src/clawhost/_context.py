@@ -9,7 +9,9 @@ of it whatever the plugin's ``deactivate`` does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from ._events import EventBus, OnError, Pipeline
 from ._guard import DirectGuard, Guard
 from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
 from ._tools import Tool
-from .errors import UndeclaredCapability
+from .errors import ContextClosed, UndeclaredCapability
 
 if TYPE_CHECKING:
     from ._manifest import Capabilities, Manifest
@@ -149,6 +151,11 @@ class PluginContext:
         self.config: Mapping[str, Any] = config if config is not None else {}
         self._declared = declared
         self._owned = _Owned()
+        # Closed by the host before it removes the plugin's registrations: a registration
+        # from a thread or timer the plugin left running is then refused, not leaked. The
+        # lock makes "check, then add" atomic with closing.
+        self._closed = False
+        self._lock = threading.Lock()
         self.logger = logging.getLogger(f"clawhost.plugin.{name}")
 
     def __repr__(self) -> str:
@@ -189,6 +196,22 @@ class PluginContext:
         if declared is not None and name not in declared:
             raise UndeclaredCapability(self.name, kind, name, declared)
 
+    @contextmanager
+    def _adding(self, kind: str, name: str) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise ContextClosed(self.name, kind, name)
+            yield
+
+    @property
+    def closed(self) -> bool:
+        """Whether the host has closed this context (the plugin was deactivated)."""
+        return self._closed
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+
     def register_tool(
         self,
         function: Tool[Any] | Callable[..., Any],
@@ -206,7 +229,8 @@ class PluginContext:
             target = function.function if isinstance(function, Tool) else function
             tool_ = Tool(target, name=name, description=description)
         self._check("tool", tool_.name, self._declared.tools if self._declared else None)
-        self._host.tools._add(self.name, tool_.name, tool_)
+        with self._adding("tool", tool_.name):
+            self._host.tools._add(self.name, tool_.name, tool_)
         return tool_
 
     def register_channel_factory(self, name: str, factory: Callable[..., Any]) -> None:
@@ -214,7 +238,8 @@ class PluginContext:
         if not callable(factory):
             raise TypeError(f"channel factory {name!r} must be callable")
         self._check("channel", name, self._declared.channels if self._declared else None)
-        self._host.channels._add(self.name, name, factory)
+        with self._adding("channel", name):
+            self._host.channels._add(self.name, name, factory)
 
     def register_pipeline_stage(
         self, name: str, stage: Any, *, order: int = 100, on_error: OnError = "drop"
@@ -227,17 +252,20 @@ class PluginContext:
         self._check(
             "pipeline_stage", name, self._declared.pipeline_stages if self._declared else None
         )
-        self._host.pipeline._add(self.name, name, stage, order, on_error)
+        with self._adding("pipeline_stage", name):
+            self._host.pipeline._add(self.name, name, stage, order, on_error)
 
     def register_provider(self, name: str, provider: Any) -> None:
         """Register a named provider (an LLM client, a geocoder, ...) for others to use."""
         self._check("provider", name, self._declared.providers if self._declared else None)
-        self._host.providers._add(self.name, name, provider)
+        with self._adding("provider", name):
+            self._host.providers._add(self.name, name, provider)
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Handle ``event``: the callback gets the event's first payload field, or the
         payload fields its parameters name."""
-        self._host.events.subscribe(self.name, event, callback)
+        with self._adding("event handler", event):
+            self._host.events.subscribe(self.name, event, callback)
 
     def on_message_received(self, callback: Callable[..., Any]) -> None:
         """Call ``callback(message)`` for every message received."""
@@ -249,7 +277,8 @@ class PluginContext:
 
     def add_cleanup(self, callback: Cleanup) -> None:
         """Run ``callback`` (sync or async) when the plugin is deactivated, last added first."""
-        self._owned.cleanups.append(callback)
+        with self._adding("cleanup", getattr(callback, "__name__", repr(callback))):
+            self._owned.cleanups.append(callback)
 
     def registrations(self) -> Registrations:
         """What this plugin has registered so far."""

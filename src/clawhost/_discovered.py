@@ -63,6 +63,8 @@ class Diagnostic:
     def __str__(self) -> str:
         who = f"plugin {self.plugin!r}" if self.plugin else "plugin"
         lines = [f"[{self.severity}] {who} ({self.source}), {self.stage}: {self.message}"]
+        if self.file is not None and str(self.file) not in self.message:
+            lines.append(f"    in {self.file}")
         lines.extend(f"    - {problem}" for problem in self.problems)
         return "\n".join(lines)
 

@@ -35,7 +35,13 @@ from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
 from ._records import HealthReport, PluginRecord
 from ._state import PluginState, check_transition
 from ._version import __version__
-from .errors import ClawhostError, DependencyFailed, PluginFailed, PluginNotFound
+from .errors import (
+    ClawhostError,
+    DependencyFailed,
+    PluginFailed,
+    PluginNotFound,
+    ResolutionError,
+)
 from .hookspecs import EVENT_HOOKS
 
 if TYPE_CHECKING:
@@ -471,6 +477,7 @@ class PluginHost:
         """Undo a partial activation: cleanups, registrations, the pluggy registration."""
         context = record.context
         if context is not None:
+            context._close()  # from now on a late registration is refused, not leaked
             for cleanup in context._take_cleanups():
                 try:
                     await self._lifecycle_call(record, cleanup, operation="cleanup")
@@ -629,6 +636,69 @@ class PluginHost:
                     )
                 )
         await self.events.dispatch("on_plugin_deactivated", plugin=record.name)
+
+    # -- enable / disable at run time ---------------------------------------------------------
+
+    async def disable(self, name: str) -> PluginRecord:
+        """Switch a plugin off while the host runs: deactivate it (its active dependents
+        first) and keep it DISABLED until ``enable``. Its dependents cannot resolve without
+        it, so they are FAILED with a ``MissingDependency`` that says it is disabled.
+
+        Only this host changes; ``clawhost plugins disable`` is what writes config.toml.
+        """
+        async with self._reload_lock:
+            record = self._record(name)
+            if record.state is S.DISABLED:
+                return record
+            while True:
+                if record.state in (S.ACTIVE, S.ACTIVATING):
+                    async with record.lock:  # let an activation in progress finish
+                        pass
+                if record.state is S.ACTIVE:
+                    await self.deactivate(name)
+                async with record.lock:  # a lazy call may have activated it meanwhile
+                    if record.state not in (S.ACTIVE, S.ACTIVATING):
+                        record.move(S.DISABLED)
+                        break
+            record.selected = None
+            self.tools.undeclare(name)
+            logger.info("Plugin %r disabled", name)
+            if self._resolution is not None:
+                await self.resolve()
+            return record
+
+    async def enable(self, name: str) -> PluginRecord:
+        """Switch a disabled plugin back on: load, resolve and (unless activation is lazy
+        and it offers only tools) activate it, with the plugins that failed for want of
+        it. Raises ``PluginFailed`` if it does not come back."""
+        async with self._reload_lock:
+            record = self._record(name)
+            if record.state is not S.DISABLED:
+                return record
+            record.move(S.DISCOVERED)
+            retried = [record]
+            for other in self._records.values():  # dependents that failed without it
+                failure = other.failure
+                if (
+                    other.state is S.FAILED
+                    and failure is not None
+                    and failure.stage in ("resolve", "activate")
+                    and isinstance(failure.error, ResolutionError)
+                ):
+                    other.move(S.DISCOVERED)
+                    retried.append(other)
+            logger.info("Plugin %r enabled", name)
+            await self.resolve()
+            for other in retried:
+                if other.state is S.RESOLVED and (not self.lazy or _needs_eager_activation(other)):
+                    await self._activate_with_dependencies(other, chain=())
+            state: PluginState = record.state  # changed by the awaits above
+            if state is S.FAILED:
+                failure = record.failure
+                raise PluginFailed(
+                    name, failure.stage if failure else "enable", failure.reason if failure else ""
+                ) from (failure.error if failure else None)
+            return record
 
     # -- health -------------------------------------------------------------------------------
 

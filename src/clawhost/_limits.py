@@ -156,7 +156,7 @@ def run_inline(  # noqa: PLR0917 - positional on purpose: the per-handler path o
             except Interrupt:
                 claim(slot, record)
         return result
-    except (SystemExit, GeneratorExit) as exc:
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
         raise _failed(plugin, operation, exc) from exc
     finally:
         _CURRENT.reset(token)
@@ -182,7 +182,13 @@ class _Watched:
         slot, record, call = current_slot(), self.record, self.call
         value: Any = None
         error: BaseException | None = None
+        give_up = record + _grace(call.limit)
         while True:
+            if time.monotonic() > give_up:
+                # Past the deadline and its grace the coroutine is still asking to be
+                # resumed: it swallowed the cancellation. Stop driving it.
+                _abandon(steps)
+                raise call.timed_out(interrupted=True)
             previous = slot.armed
             slot.armed = record if previous is None or record <= previous else previous
             try:
@@ -227,6 +233,27 @@ class _Watched:
                 value, error = None, exc
 
 
+#: Coroutines that swallowed both their cancellation and ``close()``: nothing drives them
+#: any more, and holding them keeps the garbage collector from reporting them.
+_ABANDONED: list[Any] = []
+
+
+def _grace(limit: float) -> float:
+    """How long after its deadline a cancelled coroutine may run its cleanup (``except
+    CancelledError: await ...; raise``) before the host stops driving it."""
+    return min(max(limit * 0.2, 0.05), 1.0)
+
+
+def _abandon(steps: Generator[Any, Any, Any]) -> None:
+    try:
+        steps.close()
+    except RuntimeError:  # it ignored GeneratorExit too
+        _ABANDONED.append(steps)
+        del _ABANDONED[:-100]
+    except BaseException:
+        pass
+
+
 class _Call:
     """What one call into plugin code is: whose, which operation, its limit and scope."""
 
@@ -257,7 +284,7 @@ async def _await_plugin(awaitable: Awaitable[Any], call: _Call) -> Any:
             return await _Watched(awaitable, call, call.deadline)
         # Only the deadline's own cancellation, caught by the scope, gets here.
         raise call.timed_out(interrupted=True)
-    except (SystemExit, GeneratorExit) as exc:
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
         raise call.failed(exc) from exc
     finally:
         _CURRENT.reset(token)

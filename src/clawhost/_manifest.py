@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._describe import short_repr
 from ._toml import TomlSyntaxError
 from ._toml import loads as toml_loads
 from ._versions import InvalidRequirementText, parse_requirement, parse_version
@@ -62,9 +63,9 @@ DISTRIBUTION_PREFIX = "clawdesk-plugin-"
 def _check_version(value: str) -> str:
     try:
         return str(parse_version(value))
-    except InvalidRequirementText:
+    except (InvalidRequirementText, ValueError):  # ValueError: a number of 4,300+ digits
         raise ValueError(
-            f"{value!r} is not a valid version (PEP 440 or semver, e.g. '1.2.0')"
+            f"{short_repr(value)} is not a valid version (PEP 440 or semver, e.g. '1.2.0')"
         ) from None
 
 

@@ -38,7 +38,7 @@ import anyio
 
 from ._discover import SourceKind
 from ._state import PluginState
-from .errors import ReloadError
+from .errors import IllegalTransition, ReloadError
 
 if TYPE_CHECKING:
     from ._discover import DiscoveredPlugin
@@ -130,6 +130,11 @@ def _restore(old: dict[str, ModuleType], root: Path | None) -> None:
 async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
     """Run the reload transaction for ``name``; raise ``ReloadError`` after a rollback."""
     record = host._record(name)
+    if record.state is S.DISABLED:
+        raise IllegalTransition(name, "DISABLED", "LOADED", "it is disabled; enable it first")
+    if record.state in (S.ACTIVATING, S.DEACTIVATING):
+        async with record.lock:  # a reload during a (lazy) activation waits for its end
+            pass
     started = time.perf_counter()
     plan = host.plan
     dependents = tuple(
@@ -225,7 +230,16 @@ async def _swap(
     importlib.invalidate_caches()
     record.modules = frozenset()
     # Re-read the manifest: discovery sees the change (the cache checks file stamps).
-    host.discover()
+    manifest_path = str(plugin.manifest_path) if plugin is not None else None
+    found = host.discover()
+    for diagnostic in found.diagnostics:  # the edited manifest no longer parses
+        if (
+            diagnostic.severity == "error"
+            and manifest_path
+            and str(diagnostic.file) == manifest_path
+        ):
+            problems = "; ".join(str(problem) for problem in diagnostic.problems)
+            raise _Failed("load", f"{manifest_path}: {diagnostic.message}: {problems}".rstrip(": "))
     host._load(record)
     if record.state is S.FAILED:
         raise _Failed("load", record.failure.reason if record.failure else "cannot load")

@@ -28,7 +28,8 @@ The tree:
      │    └── PluginFailed                 a stage failed for one plugin; .stage, .reason
      ├── RegistrationError (ValueError)    what a plugin tried to register was refused
      │    ├── UndeclaredCapability         not listed under [plugin.capabilities]
-     │    └── RegistrationConflict         the name is already registered by another plugin
+     │    ├── RegistrationConflict         the name is already registered by another plugin
+     │    └── ContextClosed                registered after the plugin was deactivated
      ├── NotRegistered (LookupError)       no channel, provider or stage of that name
      ├── ToolError                         using a tool failed
      │    ├── ToolNotFound (LookupError)   no tool of that name
@@ -54,6 +55,7 @@ from pathlib import Path
 __all__ = [
     "ClawhostError",
     "ConfigError",
+    "ContextClosed",
     "DependencyCycle",
     "DependencyFailed",
     "DiscoveryError",
@@ -511,6 +513,23 @@ class RegistrationConflict(RegistrationError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.kind, self.name, self.owner, self.claimant))
+
+
+class ContextClosed(RegistrationError):
+    """A plugin registered something through a context the host has closed: after its
+    deactivation (or a failed activation), from a thread or timer it left running."""
+
+    def __init__(self, plugin: str, kind: str, name: str) -> None:
+        self.plugin = plugin
+        self.kind = kind
+        self.name = name
+        super().__init__(
+            f"plugin {plugin!r} registered {kind} {name!r} after it was deactivated; "
+            "its context is closed (stop background work in a deactivate hook or cleanup)"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.plugin, self.kind, self.name))
 
 
 class NotRegistered(ClawhostError, LookupError):

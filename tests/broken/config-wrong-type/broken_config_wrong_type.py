@@ -1,0 +1,5 @@
+from clawhost import hookimpl
+
+@hookimpl
+def activate(ctx):
+    pass

@@ -1,0 +1,1 @@
+"""The entry point names NoSuchPlugin, which is not here."""
