@@ -6,17 +6,22 @@ resource limits; nothing of clawhost is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from clawhost import HostConfig, Message, PluginHost, PluginState
 from clawhost._isolation import WorkerPlugin
+from clawhost._wire import MAX_LINE
 from clawhost.errors import (
     ConfigError,
     NotIsolatable,
@@ -25,11 +30,13 @@ from clawhost.errors import (
     ToolArgumentsInvalid,
     ToolFailed,
     WorkerDied,
+    WorkerError,
 )
 
 from ._site import directory_plugin
 
 S = PluginState
+MIB = 1024 * 1024
 
 
 def make_host(
@@ -76,6 +83,52 @@ def open_fds() -> set[int]:
 def gone(pid: int) -> bool:
     """Whether ``pid`` no longer exists at all: exited and reaped."""
     return not os.path.exists(f"/proc/{pid}")
+
+
+def process_state(pid: int) -> str | None:
+    """``pid``'s state letter (``Z``: a zombie), or ``None`` when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def dead(pid: int) -> bool:
+    """Whether ``pid`` no longer runs: no such process (``os.kill(pid, 0)`` finds none), or
+    a zombie. A worker's orphaned child is reparented to init, and where init does not
+    reap (some containers) its zombie lingers, although it is as dead as can be."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return process_state(pid) in (None, "Z")
+
+
+async def wait_dead(pid: int, within: float = 2.0) -> bool:
+    """Whether ``pid`` is dead, polling for up to ``within`` seconds (a kill is not instant)."""
+    deadline = time.monotonic() + within
+    while not dead(pid):
+        if time.monotonic() > deadline:
+            return False
+        await anyio.sleep(0.02)
+    return True
+
+
+def group_members(pgid: int) -> set[int]:
+    """The live processes (zombies left out) of process group ``pgid``."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
 
 
 DEMO = """
@@ -233,6 +286,57 @@ def activate(ctx):
 """
 
 
+STEADY = CALM.replace("calm", "steady")
+
+
+def bystanders(tmp_path: Path) -> dict[str, Any]:
+    """Two plugins that must keep serving while another one fails: ``calm`` in-process and
+    ``steady`` in a worker process of its own. Returns their tables for ``make_host``."""
+    plugin(tmp_path, "calm", CALM, caps=caps(tools=["calm"]))
+    plugin(tmp_path, "steady", STEADY, caps=caps(tools=["steady"]))
+    return {"calm": {"isolation": "in-process"}}
+
+
+@contextlib.asynccontextmanager
+async def bystanders_keep_serving(host: PluginHost) -> AsyncIterator[None]:
+    """Call the bystanders' tools over and over while the body runs, then once more.
+
+    Every answer must be right and come within a second; at least one round of calls must
+    have overlapped the body (a body shorter than a round may slip between two).
+    """
+    expected = {"calm": "calm", "steady": "steady"}
+    slowest = 0.0
+    rounds = 0
+
+    async def round_of_calls() -> None:
+        nonlocal slowest
+        for name, answer in expected.items():
+            started = time.monotonic()
+            assert await host.tools.invoke(name) == answer
+            slowest = max(slowest, time.monotonic() - started)
+
+    async def keep_calling(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        nonlocal rounds
+        await round_of_calls()
+        task_status.started()
+        while True:
+            await round_of_calls()
+            rounds += 1
+            await anyio.sleep(0.02)
+
+    async with anyio.create_task_group() as group:
+        await group.start(keep_calling)
+        body_started = time.monotonic()
+        yield
+        group.cancel_scope.cancel()
+    body = time.monotonic() - body_started
+    await round_of_calls()
+    assert host.plugins["calm"].state is S.ACTIVE
+    assert host.plugins["steady"].state is S.ACTIVE
+    assert slowest < 1.0, f"a bystander took {slowest:.2f}s to answer"
+    assert rounds >= 1 or body < 0.2, f"no bystander call in the {body:.2f}s of the failure"
+
+
 async def test_memory_past_max_memory_mb_fails_the_call_and_nothing_else(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -294,14 +398,15 @@ async def test_a_call_past_its_deadline_kills_the_worker_and_the_next_starts_one
     tmp_path: Path,
 ) -> None:
     plugin(tmp_path, "spin", SPIN, caps=caps(tools=["spin", "spin_in_thread", "where"]))
-    host = make_host(tmp_path, sandbox={"max_cpu_time_secs": 1.0})
+    host = make_host(tmp_path, sandbox={"max_cpu_time_secs": 1.0}, **bystanders(tmp_path))
     async with host:
         for tool_name in ("spin", "spin_in_thread"):
             first = await host.tools.invoke("where")
             started = time.monotonic()
-            with pytest.raises(PluginTimeout) as timeout:
-                await host.tools.invoke(tool_name)
-            elapsed = time.monotonic() - started
+            async with bystanders_keep_serving(host):
+                with pytest.raises(PluginTimeout) as timeout:
+                    await host.tools.invoke(tool_name)
+                elapsed = time.monotonic() - started
             assert 1.0 <= elapsed < 1.5, elapsed
             assert timeout.value.interrupted
             assert gone(first)  # killed and reaped: no zombie either
@@ -397,15 +502,16 @@ def activate(ctx):
     ctx.register_tool(die)
 """
     plugin(tmp_path, "mortal", code, caps=caps(tools=["die"]))
-    async with make_host(tmp_path) as host:
-        for _ in range(4):  # the first worker, then three restarts
-            with pytest.raises(ToolFailed) as failed:
+    async with make_host(tmp_path, **bystanders(tmp_path)) as host:
+        async with bystanders_keep_serving(host):
+            for _ in range(4):  # the first worker, then three restarts
+                with pytest.raises(ToolFailed) as failed:
+                    await host.tools.invoke("die", {"status": 5})
+                died = failed.value.__cause__
+                assert isinstance(died, WorkerDied)
+                assert "exited with status 5 during tool die" in str(died)
+            with pytest.raises(ToolFailed, match="not restarted: it was restarted 3 times"):
                 await host.tools.invoke("die", {"status": 5})
-            died = failed.value.__cause__
-            assert isinstance(died, WorkerDied)
-            assert "exited with status 5 during tool die" in str(died)
-        with pytest.raises(ToolFailed, match="not restarted: it was restarted 3 times"):
-            await host.tools.invoke("die", {"status": 5})
         health = await host.health_check("mortal")
         assert not health.healthy
         assert health.reason is not None
@@ -413,6 +519,160 @@ def activate(ctx):
         worker = host.plugins["mortal"].target
         assert isinstance(worker, WorkerPlugin)
         assert worker.restarts == 3
+    assert children() == {}
+
+
+SEGFAULT = """
+import ctypes, os, time
+from clawhost import hookimpl, tool
+
+@tool
+def segfault() -> None:
+    \"\"\"Read address 0: a real segmentation fault, after a moment.\"\"\"
+    time.sleep(0.3)
+    ctypes.string_at(0)
+
+@tool
+def where() -> int:
+    \"\"\"The worker's process id.\"\"\"
+    return os.getpid()
+
+@hookimpl
+def activate(ctx):
+    ctx.register_tool(segfault)
+    ctx.register_tool(where)
+"""
+
+
+async def test_a_worker_that_segfaults_fails_the_call_and_nothing_else(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin(tmp_path, "crasher", SEGFAULT, caps=caps(tools=["segfault", "where"]))
+    async with make_host(tmp_path, **bystanders(tmp_path)) as host:
+        first = await host.tools.invoke("where")
+        with caplog.at_level(logging.INFO):
+            async with bystanders_keep_serving(host):
+                with pytest.raises(ToolFailed) as failed:
+                    await host.tools.invoke("segfault")
+        died = failed.value.__cause__
+        assert isinstance(died, WorkerDied)
+        assert died.returncode == -11
+        assert "was killed by signal 11 (SIGSEGV) during tool segfault" in str(died)
+        assert gone(first)
+        # the worker's faulthandler dumped where it crashed into the host's log
+        dump = [r.getMessage() for r in caplog.records if r.name == "clawhost.plugin.crasher"]
+        assert any("Segmentation fault" in line for line in dump), dump
+        # the next call starts a fresh worker
+        assert await host.tools.invoke("where") not in (first, os.getpid())
+        assert host.plugins["crasher"].state is S.ACTIVE
+    assert children() == {}
+
+
+HANG = """
+import os, time
+from clawhost import hookimpl, tool
+
+@tool
+def hang() -> None:
+    \"\"\"Sleep far past any deadline.\"\"\"
+    time.sleep(300)
+
+@tool
+def where() -> int:
+    \"\"\"The worker's process id.\"\"\"
+    return os.getpid()
+
+@hookimpl
+def activate(ctx):
+    ctx.register_tool(hang)
+    ctx.register_tool(where)
+"""
+
+
+async def test_a_call_that_hangs_is_cut_off_at_its_deadline_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    plugin(tmp_path, "sleeper", HANG, caps=caps(tools=["hang", "where"]))
+    host = make_host(
+        tmp_path, sleeper={"sandbox": {"max_cpu_time_secs": 0.5}}, **bystanders(tmp_path)
+    )
+    async with host:
+        first = await host.tools.invoke("where")
+        assert group_members(first) == {first}  # the worker leads a process group of its own
+        started = time.monotonic()
+        async with bystanders_keep_serving(host):
+            with pytest.raises(PluginTimeout) as timeout:
+                await host.tools.invoke("hang")
+            elapsed = time.monotonic() - started
+        assert 0.5 <= elapsed < 1.5, elapsed
+        assert timeout.value.interrupted
+        assert gone(first)
+        assert group_members(first) == set()
+        second = await host.tools.invoke("where")  # a fresh worker
+        assert second not in (first, os.getpid())
+        worker = host.plugins["sleeper"].target
+        assert isinstance(worker, WorkerPlugin)
+        assert (worker.pid, worker.restarts) == (second, 1)
+        assert host.plugins["sleeper"].state is S.ACTIVE
+    assert children() == {}
+
+
+MORTAL_NAPPER = """
+import os
+import anyio
+from clawhost import hookimpl, tool
+
+@tool
+async def nap(seconds: float) -> float:
+    \"\"\"Sleep.\"\"\"
+    await anyio.sleep(seconds)
+    return seconds
+
+@tool
+def die(status: int) -> None:
+    \"\"\"Exit at once.\"\"\"
+    os._exit(status)
+
+@hookimpl
+def activate(ctx):
+    ctx.register_tool(nap)
+    ctx.register_tool(die)
+"""
+
+
+async def test_a_call_in_flight_fails_at_once_when_another_call_ends_the_worker(
+    tmp_path: Path,
+) -> None:
+    plugin(tmp_path, "mortal", MORTAL_NAPPER, caps=caps(tools=["nap", "die"]))
+    # a deadline far away: the call in flight must fail because the worker died, not late
+    host = make_host(
+        tmp_path, mortal={"sandbox": {"max_cpu_time_secs": 30.0}}, **bystanders(tmp_path)
+    )
+    async with host:
+        failures: list[tuple[BaseException | None, float]] = []
+
+        async def nap() -> None:
+            with pytest.raises(ToolFailed) as failed:
+                await host.tools.invoke("nap", {"seconds": 25})
+            failures.append((failed.value.__cause__, time.monotonic()))
+
+        async with bystanders_keep_serving(host):
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(nap)
+                    await anyio.sleep(0.3)  # the nap is in flight in the worker
+                    started = time.monotonic()
+                    with pytest.raises(ToolFailed) as failed:
+                        await host.tools.invoke("die", {"status": 7})
+        died = failed.value.__cause__
+        assert isinstance(died, WorkerDied)
+        assert "exited with status 7 during tool die" in str(died)
+        [(in_flight, failed_at)] = failures
+        assert isinstance(in_flight, WorkerDied)
+        assert in_flight.returncode == 7
+        assert "exited with status 7 during tool nap" in str(in_flight)
+        assert failed_at - started < 1.5
+        assert await host.tools.invoke("nap", {"seconds": 0}) == 0  # a fresh worker
     assert children() == {}
 
 
@@ -437,6 +697,38 @@ async def test_a_provider_cannot_cross_the_boundary_and_is_refused(tmp_path: Pat
             assert "provider 'geocoder'" in record.failure.reason
             assert "runs in process isolation" in record.failure.reason
             assert host.context.registrations(name).is_empty()
+    assert children() == {}
+
+
+CHANNEL = """
+from clawhost import hookimpl
+
+@hookimpl
+def activate(ctx):
+    ctx.register_channel_factory("chat", lambda **options: object())
+"""
+
+
+async def test_a_channel_factory_cannot_cross_the_boundary_and_is_refused(
+    tmp_path: Path,
+) -> None:
+    plugin(tmp_path, "declares", CHANNEL, caps=caps(channels=["chat"]))
+    plugin(tmp_path, "registers", CHANNEL)
+    plugin(tmp_path, "calm", CALM, caps=caps(tools=["calm"]))
+    async with make_host(tmp_path, calm={"isolation": "in-process"}) as host:
+        reasons = {}
+        for name in ("declares", "registers"):
+            record = host.plugins[name]
+            assert record.state is S.FAILED
+            assert record.failure is not None
+            assert isinstance(record.failure.error, NotIsolatable)
+            assert "runs in process isolation" in record.failure.reason
+            assert host.context.registrations(name).is_empty()
+            reasons[name] = record.failure.reason
+        # refused from its manifest before a worker starts, or when the worker registers it
+        assert "channel 'chat' (declared in its manifest)" in reasons["declares"]
+        assert "channel factory 'chat'" in reasons["registers"]
+        assert await host.tools.invoke("calm") == "calm"
     assert children() == {}
 
 
@@ -474,6 +766,241 @@ def activate(ctx):
         )
     assert not outside.exists()
     assert (granted / "ok.txt").read_text() == "x"
+
+
+NOSY = """
+import os, socket, subprocess
+from clawhost import hookimpl, tool
+
+@tool
+def run() -> int:
+    \"\"\"Run a program.\"\"\"
+    return subprocess.run(["true"]).returncode
+
+@tool
+def connect(port: int) -> str:
+    \"\"\"Connect to a local port.\"\"\"
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        return "connected"
+
+@tool
+def where() -> int:
+    \"\"\"The worker's process id.\"\"\"
+    return os.getpid()
+
+@hookimpl
+def activate(ctx):
+    for function in (run, connect, where):
+        ctx.register_tool(function)
+"""
+
+
+async def test_subprocess_and_network_are_denied_inside_the_worker(tmp_path: Path) -> None:
+    plugin(tmp_path, "nosy", NOSY, caps=caps(tools=["run", "connect", "where"]))
+    # the host would grant both; the plugin's manifest asks for neither, so it gets neither
+    sandbox = {"allow_subprocess": True, "net_allowed": ["*:*"]}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        async with make_host(tmp_path, sandbox=sandbox) as host:
+            granted = host.plugins["nosy"].permissions
+            assert (granted.subprocess, granted.network) == (False, ())
+            pid = await host.tools.invoke("where")
+            for tool_name, arguments, kind, resource in (
+                ("run", {}, "subprocess", "true"),
+                ("connect", {"port": port}, "network", f"127.0.0.1:{port}"),
+            ):
+                with pytest.raises(ToolFailed) as failed:
+                    await host.tools.invoke(tool_name, arguments)
+                denied = failed.value.__cause__
+                assert isinstance(denied, PermissionDenied)
+                assert (denied.plugin, denied.kind, denied.resource) == ("nosy", kind, resource)
+                assert "plugin 'nosy' may not use" in str(denied)
+                # denied in the worker, whose traceback came along
+                notes = getattr(denied, "__notes__", [])
+                assert any("raised in the worker process of plugin 'nosy'" in n for n in notes)
+            # nothing ran and nothing connected, and the worker goes on serving
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+            assert await host.tools.invoke("where") == pid
+    assert children() == {}
+
+
+OOPS = """
+from clawhost import hookimpl, tool
+
+class Oops(Exception):
+    \"\"\"An exception class the host has never heard of.\"\"\"
+
+@tool
+def fail() -> None:
+    \"\"\"Raise the plugin's own exception.\"\"\"
+    raise Oops("it went wrong")
+
+@hookimpl
+def activate(ctx):
+    ctx.register_tool(fail)
+"""
+
+
+async def test_a_plugins_own_exception_arrives_as_a_worker_error(tmp_path: Path) -> None:
+    plugin(tmp_path, "oops", OOPS, caps=caps(tools=["fail"]))
+    async with make_host(tmp_path) as host:
+        with pytest.raises(ToolFailed) as failed:
+            await host.tools.invoke("fail")
+        error = failed.value.__cause__
+        assert isinstance(error, WorkerError)
+        module, _, name = error.type_name.rpartition(".")
+        assert (error.plugin, name, error.message) == ("oops", "Oops", "it went wrong")
+        assert module  # qualified by the plugin's module
+        assert str(error) == f"{error.type_name}: it went wrong"
+        remote = error.remote_traceback
+        assert remote is not None
+        assert remote.startswith("Traceback (most recent call last):")
+        assert 'raise Oops("it went wrong")' in remote
+        assert remote.rstrip().endswith(f"{error.type_name}: it went wrong")
+        # the traceback is attached as a note too, so it shows wherever the error is printed
+        assert error.__notes__ == [f"raised in the worker process of plugin 'oops':\n{remote}"]
+    assert children() == {}
+
+
+SPAWNER = """
+import os, subprocess, time
+from clawhost import hookimpl, tool
+
+started = []
+
+@tool
+def spawn() -> list:
+    \"\"\"Start a long-running program; the worker's pid and the program's.\"\"\"
+    child = subprocess.Popen(["sleep", "300"])
+    started.append(child)
+    return [os.getpid(), child.pid]
+
+@tool
+def hang() -> None:
+    \"\"\"Sleep far past any deadline.\"\"\"
+    time.sleep(300)
+
+@hookimpl
+def activate(ctx):
+    ctx.register_tool(spawn)
+    ctx.register_tool(hang)
+"""
+
+
+async def test_what_a_worker_started_dies_with_it(tmp_path: Path) -> None:
+    plugin(
+        tmp_path,
+        "spawner",
+        SPAWNER,
+        caps=caps(tools=["spawn", "hang"]),
+        perms="[plugin.permissions]\nsubprocess = true",
+    )
+    sandbox = {"allow_subprocess": True, "max_cpu_time_secs": 0.5}
+    async with make_host(tmp_path, sandbox=sandbox) as host:
+        # killed at a deadline
+        worker, grandchild = await host.tools.invoke("spawn")
+        assert not dead(grandchild)
+        assert group_members(worker) == {worker, grandchild}
+        with pytest.raises(PluginTimeout):
+            await host.tools.invoke("hang")
+        assert gone(worker)
+        assert await wait_dead(grandchild), process_state(grandchild)
+        # stopped by deactivation (its input ends and it exits; its group is killed then)
+        worker, grandchild = await host.tools.invoke("spawn")
+        assert not dead(grandchild)
+        await host.deactivate("spawner")
+        assert gone(worker)
+        assert await wait_dead(grandchild), process_state(grandchild)
+        assert group_members(worker) == set()
+    assert children() == {}
+
+
+BIG = """
+import os
+import anyio
+from clawhost import hookimpl, tool
+
+@tool
+def big(mib: int) -> str:
+    \"\"\"A string of mib MiB.\"\"\"
+    return "x" * (mib * 1024 * 1024)
+
+@tool
+def loud(mib: int) -> None:
+    \"\"\"Raise an error whose message is mib MiB.\"\"\"
+    raise ValueError("x" * (mib * 1024 * 1024))
+
+@tool
+async def nap(seconds: float) -> float:
+    \"\"\"Sleep.\"\"\"
+    await anyio.sleep(seconds)
+    return seconds
+
+@tool
+def where() -> int:
+    \"\"\"The worker's process id.\"\"\"
+    return os.getpid()
+
+@tool
+def size(text: str) -> int:
+    \"\"\"The length of text.\"\"\"
+    return len(text)
+
+@hookimpl
+def activate(ctx):
+    for function in (big, loud, nap, where, size):
+        ctx.register_tool(function)
+"""
+
+
+async def test_a_result_too_large_for_the_protocol_fails_that_call_only(tmp_path: Path) -> None:
+    plugin(tmp_path, "bulky", BIG, caps=caps(tools=["big", "loud", "nap", "where", "size"]))
+    limit = MAX_LINE // MIB
+    oversized = limit + 6
+    # a deadline far away: a worker busy encoding a large reply delays the other replies
+    host = make_host(
+        tmp_path, bulky={"sandbox": {"max_cpu_time_secs": 10.0}}, **bystanders(tmp_path)
+    )
+    async with host:
+        pid = await host.tools.invoke("where")
+        naps: list[float] = []
+
+        async def nap() -> None:
+            naps.append(await host.tools.invoke("nap", {"seconds": 0.3}))
+
+        async with bystanders_keep_serving(host), anyio.create_task_group() as group:
+            group.start_soon(nap)  # in flight in the same worker meanwhile
+            await anyio.sleep(0.1)
+            with pytest.raises(ToolFailed) as failed:
+                await host.tools.invoke("big", {"mib": oversized})
+            error = failed.value.__cause__
+            assert isinstance(error, ValueError)
+            assert f"the result was {oversized}.0 MiB as JSON" in str(error)
+            assert f"above the limit of {limit} MiB" in str(error)
+            # an error too large to send (its text is in it three times: as its message, its
+            # arguments and the last line of its traceback) is cut down to size the same way
+            with pytest.raises(ToolFailed) as failed:
+                await host.tools.invoke("loud", {"mib": limit // 2})
+            error = failed.value.__cause__
+            assert isinstance(error, ValueError)
+            assert str(error).startswith(f"the error (ValueError: {'x' * 200}...) was ")
+            assert f"MiB as JSON, above the limit of {limit} MiB" in str(error)
+            # arguments too large to send fail that call in the host, before the worker
+            with pytest.raises(ToolFailed) as failed:
+                await host.tools.invoke("size", {"text": "x" * (oversized * MIB)})
+            error = failed.value.__cause__
+            assert isinstance(error, ValueError)
+            assert f"the arguments of tool size were {oversized}.0 MiB as JSON" in str(error)
+        assert naps == [0.3]  # the call in flight was not failed with them
+        # the same worker serves on, results within the limit included
+        assert len(await host.tools.invoke("big", {"mib": 1})) == MIB
+        assert await host.tools.invoke("where") == pid
+        worker = host.plugins["bulky"].target
+        assert isinstance(worker, WorkerPlugin)
+        assert worker.restarts == 0
+    assert children() == {}
 
 
 async def test_deactivating_a_plugin_stops_its_worker(tmp_path: Path) -> None:

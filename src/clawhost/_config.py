@@ -91,15 +91,34 @@ class SandboxConfig(_Section):
 
     ``max_memory_mb`` is enforced only with ``isolation = "process"`` (``RLIMIT_AS`` on the
     plugin's worker process); in-process, the host only warns when it is set.
+
+    ``max_cpu_time_secs`` is a CPU-time budget per call: ``RLIMIT_CPU`` on a worker process,
+    and in-process (where a call's CPU time cannot be measured) a wall-clock deadline.
+    ``max_wall_time_secs`` is the wall-clock deadline of every call; unset, it is
+    ``max_cpu_time_secs``. See ``call_deadline``.
     """
 
     max_memory_mb: PositiveInt | None = None
     max_cpu_time_secs: Seconds = 30.0
+    max_wall_time_secs: Seconds | None = None
     fs_allowed: PathList = ()
     net_allowed: HostList = ()
     allow_subprocess: bool = False
     max_concurrency: PositiveInt = 4
     isolation: Isolation = "in-process"
+
+    def call_deadline(self) -> float:
+        """The wall-clock deadline of one call into plugin code, in seconds.
+
+        In a worker process (``isolation = "process"``) CPU time is limited separately
+        (``RLIMIT_CPU``), so the deadline is ``max_wall_time_secs``, or
+        ``max_cpu_time_secs`` when that is unset. In-process a call's CPU time cannot be
+        measured, so the CPU budget is enforced as wall time too: the smaller of the two.
+        """
+        wall = self.max_wall_time_secs
+        if self.isolation == "process":
+            return wall if wall is not None else self.max_cpu_time_secs
+        return self.max_cpu_time_secs if wall is None else min(self.max_cpu_time_secs, wall)
 
 
 class SandboxOverrides(_Section):
@@ -110,6 +129,7 @@ class SandboxOverrides(_Section):
 
     max_memory_mb: PositiveInt | None = None
     max_cpu_time_secs: Seconds | None = None
+    max_wall_time_secs: Seconds | None = None
     fs_allowed: PathList | None = None
     net_allowed: HostList | None = None
     allow_subprocess: bool | None = None
@@ -343,6 +363,7 @@ _EXPECTED_BY_KEY = {
     "call_timeout_secs": "a number of seconds > 0",
     "max_memory_mb": "an integer >= 1",
     "max_cpu_time_secs": "a number of seconds > 0",
+    "max_wall_time_secs": "a number of seconds > 0",
     "fs_allowed": "an array of paths",
     "net_allowed": "an array of 'host:port' strings",
     "allow_subprocess": "true or false",

@@ -387,11 +387,11 @@ class PluginHost:
                     await self._bring_up(record, candidate)
                     ok = True
                 except Exception as exc:
-                    await self._roll_back(record)
+                    await self._roll_back(record, forget=True)
                     record.fail("activate", _reason(exc), exc)
                 except BaseException:  # cancelled mid-activation: leave nothing behind
                     with anyio.CancelScope(shield=True):
-                        await self._roll_back(record)
+                        await self._roll_back(record, forget=True)
                     record.fail("activate", "cancelled")
                     raise
             elapsed = time.perf_counter() - started
@@ -473,8 +473,9 @@ class PluginHost:
     def _hook_args(implementation: Any, context: Any) -> list[Any]:
         return [context for _ in implementation.argnames]
 
-    async def _roll_back(self, record: PluginRecord) -> None:
-        """Undo a partial activation: cleanups, registrations, the pluggy registration."""
+    async def _roll_back(self, record: PluginRecord, *, forget: bool = False) -> None:
+        """Undo a partial activation: cleanups, registrations, the pluggy registration;
+        with ``forget`` (a failed activation) also its modules, so a fix is imported."""
         context = record.context
         if context is not None:
             context._close()  # from now on a late registration is refused, not leaked
@@ -489,6 +490,10 @@ class PluginHost:
         if self._manager.has_plugin(record.name):
             self._manager.unregister(name=record.name)
         record.target, record.context, record.hooks = None, None, {}
+        if forget and record.modules:
+            from ._reload import forget_modules
+
+            forget_modules(record)
 
     def _check_declared(self, record: PluginRecord) -> None:
         manifest = record.manifest
@@ -524,7 +529,9 @@ class PluginHost:
         from ._sandbox import SandboxScope
 
         sandbox = self.config.sandbox_for(record.name)
-        record.timeout = sandbox.max_cpu_time_secs
+        # In-process: min(max_cpu_time_secs, max_wall_time_secs), as wall-clock time (a
+        # worker process, which clears this, limits CPU time with RLIMIT_CPU instead).
+        record.timeout = sandbox.call_deadline()
         granted = self._grants.get((record.name, str(candidate.version)))
         record.permissions = granted if granted is not None else self._grant(record.name, candidate)
         record.scope = SandboxScope(record.permissions)

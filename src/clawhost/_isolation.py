@@ -13,10 +13,14 @@ Providers and channel factories are Python objects the host would call directly:
 cannot cross a process boundary, and a plugin offering one fails activation with
 ``NotIsolatable``.
 
-Deadlines: every call carries the plugin's ``max_cpu_time_secs``; a call that overruns
-fails with ``PluginTimeout`` and the worker is killed (whatever it was doing, in any
-thread). The plugin stays ACTIVE: the next call starts a fresh worker, which imports and
-activates the plugin again. A worker that dies by itself (out of memory, a crash,
+Limits: every call carries the plugin's wall-clock deadline (``max_wall_time_secs``, or
+``max_cpu_time_secs`` when that is unset); a call that overruns fails with
+``PluginTimeout`` and the worker is killed (whatever it was doing, in any thread). CPU
+time is limited in the worker itself (``RLIMIT_CPU``, renewed per call: see
+``_worker._CpuLimit``): a worker past it dies of SIGXCPU, and the call in flight fails
+with ``WorkerDied`` saying the plugin exceeded ``max_cpu_time_secs``. Either way the
+plugin stays ACTIVE: the next call starts a fresh worker, which imports and activates the
+plugin again. A worker that dies by itself (out of memory, a crash,
 ``os._exit``) is restarted the same way. After ``MAX_RESTARTS`` restarts within
 ``RESTART_WINDOW`` seconds the host stops restarting it: every call then fails with
 ``WorkerDied`` and its health check says why, until the plugin is deactivated and
@@ -85,12 +89,16 @@ class WorkerPlugin:
         start: dict[str, Any],
         *,
         limit: float | None,
+        cpu_limit: float | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         max_restarts: int = MAX_RESTARTS,
         restart_window: float = RESTART_WINDOW,
     ) -> None:
         self.plugin = plugin
+        #: The wall-clock deadline of every call, in seconds.
         self.limit = limit
+        #: ``max_cpu_time_secs``, which the worker applies itself (``RLIMIT_CPU``).
+        self.cpu_limit = cpu_limit
         self.startup_timeout = startup_timeout
         self.max_restarts = max_restarts
         self.restart_window = restart_window
@@ -119,12 +127,17 @@ class WorkerPlugin:
 
     @property
     def limits(self) -> Mapping[str, Any]:
-        """What the worker applied to itself: ``address_space_mb``, ``baseline_mb``."""
+        """What the worker applied to itself: ``address_space_mb``, ``baseline_mb``,
+        ``cpu_time_secs`` (the CPU time each call may use; ``None``: no limit)."""
         return self._process.limits if self._process is not None else {}
 
     async def _spawn(self) -> WorkerProcess:
         process, registrations = await WorkerProcess.spawn(
-            self.plugin, self._start, startup_timeout=self.startup_timeout, limit=self.limit
+            self.plugin,
+            self._start,
+            startup_timeout=self.startup_timeout,
+            limit=self.limit,
+            cpu_limit=self.cpu_limit,
         )
         if self._stopped:  # deactivated while this one was starting
             await process.kill(None)
@@ -434,6 +447,7 @@ def start_message(
             "readable": list(permissions.readable),
         },
         "max_memory_mb": sandbox.max_memory_mb,
+        "max_cpu_time_secs": sandbox.max_cpu_time_secs,
         "sys_path": list(sys.path),
         "host_pid": os.getpid(),
         "log_level": logging.getLogger(f"clawhost.plugin.{record.name}").getEffectiveLevel(),
@@ -471,7 +485,8 @@ async def activate_isolated(
     worker = WorkerPlugin(
         record.name,
         start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
-        limit=sandbox.max_cpu_time_secs,
+        limit=sandbox.call_deadline(),
+        cpu_limit=sandbox.max_cpu_time_secs,
     )
     context.add_cleanup(worker.close)
     record.target, record.modules = worker, frozenset()

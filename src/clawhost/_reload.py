@@ -112,6 +112,17 @@ def _forget_bytecode(modules: Iterable[ModuleType], root: Path | None) -> None:
             os.unlink(path)
 
 
+def forget_modules(record: PluginRecord) -> None:
+    """Forget a plugin's imported modules (and their bytecode) after a failed activation,
+    so that activating it again, once fixed, imports what is on disk now."""
+    modules = plugin_modules(record)
+    plugin = record.plugin
+    _drop(modules)
+    _forget_bytecode(modules.values(), plugin_root(plugin) if plugin is not None else None)
+    importlib.invalidate_caches()
+    record.modules = frozenset()
+
+
 def _drop(modules: Iterable[str]) -> None:
     for name in modules:
         sys.modules.pop(name, None)
@@ -146,6 +157,7 @@ async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
     records = [host._records[item] for item in chain]
     old_version = str(record.version) if record.version else None
     was_active = record.state is S.ACTIVE
+    was_failed = record.state is S.FAILED
     logger.info("Plugin %r changed, reloading...", name)
     guard = host._guard
     guard.reloading.update(chain)
@@ -156,7 +168,7 @@ async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
             await _close(item, host.drain_timeout)
         snapshot = _Snapshot.take(host, records)
         try:
-            new_version = await _swap(host, record, dependents, was_active)
+            new_version = await _swap(host, record, dependents, was_active, was_failed)
         except _Failed as failure:
             await _roll_back(host, snapshot, failure)
             event = _event(name, records, started, old_version, None, dependents, failure)
@@ -199,6 +211,7 @@ class _Snapshot:
     root: Path | None
     resolution: Any
     candidates: list[Any]
+    active: frozenset[str]  # every plugin active before the reload
 
     @classmethod
     def take(cls, host: PluginHost, records: list[PluginRecord]) -> _Snapshot:
@@ -211,11 +224,18 @@ class _Snapshot:
             root=plugin_root(plugin) if plugin is not None else None,
             resolution=host._resolution,
             candidates=list(main.candidates),
+            active=frozenset(
+                name for name, record in host._records.items() if record.state is S.ACTIVE
+            ),
         )
 
 
 async def _swap(
-    host: PluginHost, record: PluginRecord, dependents: tuple[str, ...], was_active: bool
+    host: PluginHost,
+    record: PluginRecord,
+    dependents: tuple[str, ...],
+    was_active: bool,
+    was_failed: bool,
 ) -> str:
     name = record.name
     for dependent in reversed(dependents):
@@ -253,8 +273,10 @@ async def _swap(
         reason = record.failure.reason if record.failure else f"ended {record.state.name}"
         raise _Failed("resolve", reason)
     new_version = str(record.selected.version)
+    if not was_active and not was_failed:  # deactivated or never activated: stays so
+        return new_version  # the new code is imported when it is next activated
     logger.info("Loading %r v%s", name, new_version)
-    await host._activate_one(record)
+    await host._activate_with_dependencies(record, chain=())
     if _state(record) is not S.ACTIVE:
         reason = record.failure.reason if record.failure else "did not activate"
         raise _Failed("activate", reason)
@@ -278,6 +300,12 @@ async def _roll_back(host: PluginHost, snapshot: _Snapshot, failure: _Failed) ->
     for name in reversed(names):
         record = host._records[name]
         if record.state is S.ACTIVE:
+            await host._deactivate_one(record)
+    plan = host.plan  # dependencies the reload activated go back down too
+    order = [item for level in plan.levels for item in level] if plan is not None else []
+    for name in reversed(order):
+        record = host._records[name]
+        if record.state is S.ACTIVE and name not in snapshot.active:
             await host._deactivate_one(record)
     _restore(snapshot.modules, snapshot.root)
     importlib.invalidate_caches()

@@ -10,7 +10,9 @@ plugin code runs, the worker:
    manifest, validated config, granted permissions and ``max_memory_mb``;
 3. installs the plugin's ``SandboxScope`` (the same audit hook as in-process: file,
    network and subprocess checks) and applies its resource limits: ``RLIMIT_AS`` (what
-   the worker has mapped now plus ``max_memory_mb``) and ``RLIMIT_CORE = 0``;
+   the worker has mapped now plus ``max_memory_mb``) and ``RLIMIT_CORE = 0``; then, at
+   the start of every call into plugin code, ``RLIMIT_CPU`` (``_CpuLimit``: the CPU time
+   the process has used so far plus ``max_cpu_time_secs``);
 4. answers ``ready``, imports the plugin (``imported``), activates it with a worker-side
    ``PluginContext`` and answers ``started`` with what it registered, or ``failed``.
 
@@ -22,7 +24,10 @@ and ``cancel`` (the host gave up on a request). Each reply is ``{"id": n, "ok": 
 host closed the pipe) or ``stop``, it exits with ``os._exit``: a plugin's non-daemon
 threads cannot keep it alive.
 
-Deadlines are not enforced here: the host kills the whole worker when a call overruns.
+Wall-clock deadlines are not enforced here: the host kills the whole worker when a call
+overruns ``max_wall_time_secs``. CPU time is, by the kernel: past its ``RLIMIT_CPU`` the
+worker receives SIGXCPU, whose default action ends it, and the host reports that the
+plugin exceeded ``max_cpu_time_secs``.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +54,7 @@ from ._manifest import Manifest
 from ._messages import Message
 from ._netrules import NetworkRule
 from ._plugin_config import PluginConfig
-from ._sandbox import EffectivePermissions, SandboxScope
+from ._sandbox import EffectivePermissions, SandboxScope, current_scope
 from ._wire import (
     MAX_LINE,
     OBJECTS_CANNOT_CROSS,
@@ -59,7 +66,7 @@ from ._wire import (
     payload_from_wire,
     to_wire,
 )
-from .errors import NotIsolatable, ToolArgumentsInvalid
+from .errors import NotIsolatable, PermissionDenied, ToolArgumentsInvalid
 from .hookspecs import EVENT_HOOKS
 
 __all__ = ["main"]
@@ -84,6 +91,7 @@ class _Pipe:
         self._in = read_fd
         self._out = write_fd
         self._buffer = bytearray()
+        self._searched = 0  # the buffer's first bytes already known to hold no newline
         self._lock: anyio.Lock | None = None
 
     @classmethod
@@ -100,13 +108,15 @@ class _Pipe:
         return cls(read_fd, write_fd)
 
     def _take_line(self) -> dict[str, Any] | None:
-        index = self._buffer.find(b"\n")
+        index = self._buffer.find(b"\n", self._searched)  # only the new bytes: linear
         if index < 0:
+            self._searched = len(self._buffer)
             if len(self._buffer) > MAX_LINE:
                 raise ValueError(f"a request longer than {MAX_LINE} bytes")
             return None
         line = bytes(self._buffer[:index])
         del self._buffer[: index + 1]
+        self._searched = 0
         return decode(line)
 
     def read_blocking(self) -> dict[str, Any] | None:
@@ -241,6 +251,84 @@ def apply_limits(max_memory_mb: int | None) -> dict[str, Any]:
     return applied
 
 
+class _CpuLimit:
+    """``max_cpu_time_secs`` as the worker's ``RLIMIT_CPU``, renewed for every call.
+
+    ``renew()`` runs (on the event-loop thread, outside any sandbox scope) just before each
+    call into plugin code: import, activate, a tool, an event handler, a stage, a health
+    check, deactivate, a cleanup. It sets the soft limit to ``ceil(CPU time the process
+    has used so far + max_cpu_time_secs)``. Past it the kernel sends SIGXCPU, whose
+    default action ends the process (no core file: ``RLIMIT_CORE`` is 0), whatever thread
+    is busy and even inside C code; the host then reports the exceeded limit. The limit
+    counts the whole process, so threads the plugin leaves running between calls spend
+    the budget of the latest call, and are stopped when it is gone. Concurrent calls
+    share one budget, counted from the start of the latest.
+
+    The scheme, soft and hard: the hard limit is left as the worker inherited it (normally
+    ``RLIM_INFINITY``) and only the soft limit moves. The hard limit can only ever be
+    lowered by an unprivileged process, while the process's CPU clock keeps growing from
+    call to call: a hard limit of "soft + a few seconds" set for one call would be below
+    what the next call needs, and any finite hard limit would in the end kill a healthy
+    long-lived worker. What keeps plugin code from raising the soft limit (which any
+    process may do, up to the hard limit) is therefore not the kernel but the worker:
+
+    * an audit hook (``_refuse_cpu_limit_changes``) refuses ``resource.setrlimit`` and
+      ``resource.prlimit`` of ``RLIMIT_CPU`` with ``PermissionDenied`` while a sandbox
+      scope is current, i.e. in plugin code and the threads it started;
+    * ``renew()`` also restores SIGXCPU's default action (no audit event covers
+      ``signal.signal``), so a plugin that ignored or caught it is bound again from its
+      next call on.
+
+    Like the rest of the sandbox this is a guard rail: native code (ctypes, a C extension)
+    can raise the soft limit, and a plugin that ignores SIGXCPU is not stopped between
+    calls. The host's wall-clock deadline still bounds every call.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        import resource
+
+        #: The budget per call, or ``None`` (no limit: unset or ``inf``).
+        self.seconds = seconds if seconds is not None and math.isfinite(seconds) else None
+        self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        if self.seconds is not None:
+            sys.addaudithook(_refuse_cpu_limit_changes)  # can never be removed
+
+    def renew(self) -> None:
+        """Give the call about to start ``seconds`` of CPU time, from now."""
+        if self.seconds is None:
+            return
+        import resource
+
+        # RLIMIT_CPU counts whole seconds: the call gets between seconds and seconds + 1.
+        soft = math.ceil(time.process_time() + self.seconds)
+        if self._hard != resource.RLIM_INFINITY:
+            soft = min(soft, self._hard)
+        if signal.getsignal(signal.SIGXCPU) != signal.SIG_DFL:
+            signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
+
+
+def _refuse_cpu_limit_changes(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook: plugin code may not change ``RLIMIT_CPU`` (see ``_CpuLimit``)."""
+    if not event.startswith("resource."):  # the fast path of every other audit event
+        return
+    if event == "resource.setrlimit":
+        which, limits = args
+    elif event == "resource.prlimit":
+        _, which, limits = args
+    else:
+        return
+    if limits is None:  # prlimit(pid, resource): a read
+        return
+    import resource
+
+    scope = current_scope()
+    if which == resource.RLIMIT_CPU and scope is not None:
+        raise PermissionDenied(
+            scope.plugin, "process", "RLIMIT_CPU", "max_cpu_time_secs is the host's to set"
+        )
+
+
 def _die_with_host(host_pid: int) -> None:
     """Have the kernel kill this worker when the host dies (Linux), so a host killed
     with SIGKILL leaves no orphan; the end of the request pipe covers the rest."""
@@ -291,16 +379,18 @@ class _Worker:
         )
         self.hooks: dict[str, list[Implementation]] = {}
         self._running: dict[Any, anyio.CancelScope] = {}
+        self.cpu = _CpuLimit(start.get("max_cpu_time_secs"))
 
     async def _call(
         self, function: Callable[..., Any], *args: Any, operation: str, **options: Any
     ) -> Any:
+        self.cpu.renew()  # this call's CPU time: the kernel enforces it (RLIMIT_CPU)
         return await call_plugin(
             function,
             *args,
             plugin=self.name,
             operation=operation,
-            timeout=None,  # the host enforces deadlines, by killing this process
+            timeout=None,  # the host enforces wall-clock deadlines, by killing this process
             scope=self.scope,
             **options,
         )
@@ -392,7 +482,8 @@ class _Worker:
             self._running[request_id] = scope
             try:
                 result = await self._dispatch(message)
-                line = encode({"id": request_id, "ok": True, "result": result})
+                reply = {"id": request_id, "ok": True, "result": result}
+                line = _fitting(request_id, encode(reply))
             except MemoryError:
                 line = _OUT_OF_MEMORY.format(json.dumps(request_id)).encode()
             except Exception as exc:
@@ -501,9 +592,30 @@ class _Worker:
 
 def _error_line(request_id: Any, error: Exception) -> bytes:
     try:
-        return encode({"id": request_id, "ok": False, "error": _error(error)})
+        line = encode({"id": request_id, "ok": False, "error": _error(error)})
+        return _fitting(request_id, line, error)
     except MemoryError:
         return _OUT_OF_MEMORY.format(json.dumps(request_id)).encode()
+
+
+def _fitting(request_id: Any, line: bytes, error: Exception | None = None) -> bytes:
+    """``line``, a reply; or, when it is longer than the protocol allows (``MAX_LINE``,
+    which the host would take for a broken worker and kill it, failing every call in
+    flight), an error reply saying so: only this call fails, and the worker goes on."""
+    if len(line) <= MAX_LINE:
+        return line
+    what = "result"
+    if error is not None:
+        text = str(error)
+        text = text if len(text) <= 200 else text[:200] + "..."
+        what = f"error ({type(error).__qualname__}: {text})"
+    size, limit = len(line) / _MIB, MAX_LINE / _MIB
+    too_large = ValueError(
+        f"the {what} was {size:.1f} MiB as JSON, above the limit of {limit:g} MiB "
+        "for one reply from a worker process"
+    )
+    error_data = encode_error(too_large, with_traceback=False)
+    return encode({"id": request_id, "ok": False, "error": error_data})
 
 
 def _error(error: Exception) -> dict[str, Any]:
@@ -536,6 +648,7 @@ def main() -> None:
         _configure_logging(int(start.get("log_level", logging.WARNING)))
         worker = _Worker(start, pipe)
         applied = apply_limits(start.get("max_memory_mb"))
+        applied["cpu_time_secs"] = worker.cpu.seconds
         pipe.send_blocking({"op": "ready", "pid": os.getpid(), "limits": applied})
         pipe.make_nonblocking()
         code = anyio.run(worker.run)

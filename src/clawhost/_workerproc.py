@@ -48,6 +48,8 @@ EXIT_GRACE = 1.0
 #: How long the host waits for the log thread once the worker is reaped.
 LOG_DRAIN = 2.0
 _LOG_MARK = "\x1e"  # _worker.LOG_MARK; not imported, to keep the worker out of the host
+# What a worker past its RLIMIT_CPU dies of (the default action of SIGXCPU).
+_SIGXCPU = getattr(signal, "SIGXCPU", 24)
 
 
 def worker_command() -> list[str]:
@@ -94,6 +96,13 @@ def _log_lines(fd: int, plugin: str) -> None:
                 plain.info("%s", line)
 
 
+def _cpu_reason(cpu_limit: float | None) -> str:
+    """Why a worker died of SIGXCPU: the plugin used up its CPU time."""
+    if cpu_limit is None:
+        return "it exceeded its CPU limit (RLIMIT_CPU)"
+    return f"it exceeded its CPU limit, max_cpu_time_secs ({cpu_limit:g}s of CPU)"
+
+
 class _Garbled(Exception):
     """The worker wrote something that is not the protocol."""
 
@@ -122,6 +131,7 @@ class WorkerProcess:
         self._stdout = process.stdout
         self._log = log
         self._buffer = bytearray()
+        self._searched = 0  # the buffer's first bytes already known to hold no newline
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._reading = False
@@ -135,6 +145,8 @@ class WorkerProcess:
         self.returncode: int | None = None
         #: The limits the worker applied to itself (from its ``ready`` message).
         self.limits: dict[str, Any] = {}
+        #: Its ``max_cpu_time_secs``, to say so when it dies of SIGXCPU (``RLIMIT_CPU``).
+        self.cpu_limit: float | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.alive else f"gone ({self.returncode})"
@@ -165,14 +177,17 @@ class WorkerProcess:
         *,
         startup_timeout: float,
         limit: float | None,
+        cpu_limit: float | None = None,
     ) -> tuple[WorkerProcess, dict[str, Any]]:
         """Start a worker and run the handshake; returns it and what the plugin registered.
 
         The interpreter gets ``startup_timeout`` seconds to start and apply its limits,
-        then the plugin ``limit`` seconds to import and as many to activate, as it would
-        in-process. On any failure the process is reaped before the error propagates:
-        ``WorkerDied`` (with the exit status) when it died, ``PluginTimeout``, or the
-        plugin's own error rebuilt from the worker's report.
+        then the plugin ``limit`` seconds (wall-clock) to import and as many to activate,
+        as it would in-process. ``cpu_limit`` is the ``max_cpu_time_secs`` the worker
+        applies itself (from ``start``); it is only used to explain a death by SIGXCPU.
+        On any failure the process is reaped before the error propagates: ``WorkerDied``
+        (with the exit status) when it died, ``PluginTimeout``, or the plugin's own error
+        rebuilt from the worker's report.
         """
         read_fd, write_fd = os.pipe()
         try:
@@ -198,6 +213,7 @@ class WorkerProcess:
         finally:
             os.close(write_fd)  # the worker holds the only write end now
         worker = cls(plugin, process, log)
+        worker.cpu_limit = cpu_limit
         try:
             await worker._send(start, "start")
             ready = await worker._expect("ready", "start", startup_timeout)
@@ -275,6 +291,11 @@ class WorkerProcess:
 
     async def _send(self, message: dict[str, Any], operation: str, *, quiet: bool = False) -> None:
         data = encode(message)
+        if len(data) > MAX_LINE:  # the worker would refuse the line and end: fail this call
+            raise ValueError(
+                f"the arguments of {operation} were {len(data) / (1 << 20):.1f} MiB as JSON, "
+                f"above the limit of {MAX_LINE >> 20} MiB for one request to a worker process"
+            )
         async with self._send_lock:
             try:
                 await self._stdin.send(data)
@@ -323,7 +344,8 @@ class WorkerProcess:
     async def _receive(self) -> dict[str, Any] | None:
         """The next message from the worker; ``None`` at the end of its output."""
         while True:
-            index = self._buffer.find(b"\n")
+            index = self._buffer.find(b"\n", self._searched)  # only the new bytes: linear
+            self._searched = 0 if index >= 0 else len(self._buffer)
             if index >= 0:
                 line = bytes(self._buffer[:index])
                 del self._buffer[: index + 1]
@@ -402,6 +424,8 @@ class WorkerProcess:
                 self._signal_group(signal.SIGKILL)
                 await self.process.wait()
                 self.returncode = self.process.returncode
+                if self.returncode == -_SIGXCPU and self.reason is None:
+                    self.reason = _cpu_reason(self.cpu_limit)
                 with contextlib.suppress(anyio.BrokenResourceError, OSError):
                     await self.process.aclose()
                 await anyio.to_thread.run_sync(self._log.join, LOG_DRAIN)
