@@ -27,6 +27,7 @@ from clawhost.errors import (
     NotIsolatable,
     PermissionDenied,
     PluginTimeout,
+    ReloadError,
     ToolArgumentsInvalid,
     ToolFailed,
     WorkerDied,
@@ -467,6 +468,30 @@ async def test_a_plugin_in_a_worker_hot_reloads(tmp_path: Path) -> None:
         assert await host.tools.invoke("calm") == "calmer"
         assert first.pid is not None
         assert gone(first.pid)
+    assert children() == {}
+
+
+async def test_a_failed_reload_in_a_worker_leaves_the_old_worker_serving(tmp_path: Path) -> None:
+    folder = plugin(tmp_path, "calm", CALM, caps=caps(tools=["calm"]))
+    source = next(folder.glob("*.py"))
+    good = source.read_text()
+    async with make_host(tmp_path) as host:
+        first = host.plugins["calm"].target
+        assert isinstance(first, WorkerPlugin)
+        pid = first.pid
+        for broken in ("def broken(:\n", good + "\nraise RuntimeError('new version is broken')\n"):
+            source.write_text(broken)
+            with pytest.raises(ReloadError) as caught:
+                await host.reload("calm")
+            assert caught.value.stage == "activate"
+            assert host.plugins["calm"].state is S.ACTIVE
+            assert host.plugins["calm"].target is first
+            assert first.pid == pid  # the same worker, never stopped
+            assert await host.tools.invoke("calm") == "calm"
+        assert "new version is broken" in str(caught.value)
+        source.write_text(good.replace('return "calm"', 'return "calmer"'))
+        await host.reload("calm")
+        assert await host.tools.invoke("calm") == "calmer"
     assert children() == {}
 
 

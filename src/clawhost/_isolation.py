@@ -61,6 +61,7 @@ __all__ = [
     "WorkerPlugin",
     "activate_isolated",
     "deactivate_isolated",
+    "trial_isolated",
 ]
 
 logger = logging.getLogger("clawhost.isolation")
@@ -498,6 +499,34 @@ async def activate_isolated(
     await worker.start()
     register_proxies(context, worker)
     return worker
+
+
+async def trial_isolated(
+    record: PluginRecord,
+    candidate: DiscoveredPlugin,
+    *,
+    sandbox: SandboxConfig,
+    enforce_capabilities: bool,
+) -> None:
+    """Start ``candidate`` (new code on disk) in a worker of its own, activate it, then
+    deactivate it and end the worker, while the current worker keeps serving.
+
+    Hot reload in process isolation runs this first: a worker imports from disk, so once
+    the old worker is stopped the old code cannot be brought back, and a version that
+    fails must fail here, before anything is touched. Raises what starting it raised.
+    """
+    check_isolatable(record.name, candidate)
+    trial = WorkerPlugin(
+        record.name,
+        start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
+        limit=sandbox.call_deadline(),
+        cpu_limit=sandbox.max_cpu_time_secs,
+    )
+    try:
+        await trial.start()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await trial.stop()
 
 
 async def deactivate_isolated(worker: WorkerPlugin) -> None:

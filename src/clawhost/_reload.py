@@ -164,6 +164,15 @@ async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
     for item in records:
         item.gate.longest_hold = 0.0
     try:
+        if was_active and host.config.sandbox_for(name).isolation == "process":
+            failure = await _trial(host, record)
+            if failure is not None:  # the old worker never stopped serving
+                event = _event(name, records, started, old_version, None, dependents, failure)
+                logger.error(
+                    "Plugin %r reload failed at %s: %s", name, failure.stage, failure.reason
+                )
+                await host._notify_reload(event)
+                raise ReloadError(name, failure.stage, failure.reason) from failure.__cause__
         for item in records:
             await _close(item, host.drain_timeout)
         snapshot = _Snapshot.take(host, records)
@@ -184,6 +193,35 @@ async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
     )
     await host._notify_reload(event)
     return event
+
+
+async def _trial(host: PluginHost, record: PluginRecord) -> _Failed | None:
+    """Try the code on disk in a worker of its own (process isolation): the failure, if
+    it does not start."""
+    from ._isolation import trial_isolated
+
+    plugin = record.plugin
+    assert plugin is not None
+    path = str(plugin.manifest_path)
+    found = host.discover()
+    for diagnostic in found.diagnostics:
+        if diagnostic.severity == "error" and str(diagnostic.file) == path:
+            return _Failed("load", f"{path}: {diagnostic.message}")
+    candidate = next((item for item in found.plugins if str(item.manifest_path) == path), plugin)
+    try:
+        await trial_isolated(
+            record,
+            candidate,
+            sandbox=host.config.sandbox_for(record.name),
+            enforce_capabilities=(
+                candidate.source.target is None or record.name in host._memory_manifests
+            ),
+        )
+    except Exception as exc:
+        failure = _Failed("activate", f"{type(exc).__name__}: {exc}")
+        failure.__cause__ = exc
+        return failure
+    return None
 
 
 async def _close(record: PluginRecord, drain_timeout: float) -> None:
