@@ -161,10 +161,13 @@ def broken_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(autouse=True)
 def _forget_broken_modules() -> Iterator[None]:
-    """Each test imports the cases afresh."""
+    """Each test imports the cases afresh, and leaves no broken site on ``sys.path`` (where
+    importing a distribution's plugin put it) for later tests' hosts to discover."""
+    path = list(sys.path)
     yield
     for name in [name for name in sys.modules if name.startswith(("broken_", "dirplugin_"))]:
         del sys.modules[name]
+    sys.path[:] = path
 
 
 def lay_out(case: Case, plugins: Path) -> list[Path]:

@@ -49,7 +49,7 @@ def make_host(
         **plugins,
     }
     config = HostConfig.from_mapping({"plugins": table}, base_dir=tmp_path)
-    return PluginHost(config=config, dirs=[tmp_path / "plugins"], cache=False)
+    return PluginHost(config=config, dirs=[tmp_path / "plugins"], path=[], cache=False)
 
 
 def plugin(tmp_path: Path, name: str, code: str, **sections: str) -> Path:

@@ -37,10 +37,14 @@ linux_only = pytest.mark.skipif(
 def make_host(
     tmp_path: Path, *, sandbox: dict[str, Any] | None = None, **plugins: dict[str, Any]
 ) -> PluginHost:
-    """A host whose plugins run in worker processes unless a plugin's table says not."""
+    """A host whose plugins run in worker processes unless a plugin's table says not.
+
+    Only the test's directory plugins: no installed distribution (``path=[]``), so plugins
+    other tests left on ``sys.path`` never start here.
+    """
     table: dict[str, Any] = {"sandbox": {"isolation": "process", **(sandbox or {})}, **plugins}
     config = HostConfig.from_mapping({"plugins": table}, base_dir=tmp_path)
-    return PluginHost(config=config, dirs=[tmp_path / "plugins"], cache=False)
+    return PluginHost(config=config, dirs=[tmp_path / "plugins"], path=[], cache=False)
 
 
 def plugin(tmp_path: Path, name: str, code: str, tools: list[str]) -> Path:
@@ -337,7 +341,8 @@ async def test_in_process_the_smaller_of_the_two_is_the_deadline(tmp_path: Path)
         sandbox = {"max_cpu_time_secs": cpu, "max_wall_time_secs": wall}
         table = {"sandbox": {"max_cpu_time_secs": 60.0}, "napper": {"sandbox": sandbox}}
         config = HostConfig.from_mapping({"plugins": table}, base_dir=tmp_path)
-        async with PluginHost(config=config, dirs=[tmp_path / "plugins"], cache=False) as host:
+        host = PluginHost(config=config, dirs=[tmp_path / "plugins"], path=[], cache=False)
+        async with host:
             assert host.plugins["napper"].timeout == 0.3
             assert await host.tools.invoke("nap", {"seconds": 0}) == 0
             started = time.monotonic()
