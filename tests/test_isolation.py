@@ -417,8 +417,7 @@ async def test_a_call_past_its_deadline_kills_the_worker_and_the_next_starts_one
     assert children() == {}
 
 
-async def test_concurrent_calls_share_one_worker(tmp_path: Path) -> None:
-    code = """
+NAPPER = """
 import anyio
 from clawhost import hookimpl, tool
 
@@ -432,7 +431,10 @@ async def nap(seconds: float) -> float:
 def activate(ctx):
     ctx.register_tool(nap)
 """
-    plugin(tmp_path, "napper", code, caps=caps(tools=["nap"]))
+
+
+async def test_concurrent_calls_share_one_worker(tmp_path: Path) -> None:
+    plugin(tmp_path, "napper", NAPPER, caps=caps(tools=["nap"]))
     async with make_host(tmp_path) as host:
         results: list[float] = []
 

@@ -26,6 +26,7 @@ from clawhost._isolation import WorkerPlugin
 from clawhost.errors import ConfigError, PermissionDenied, PluginTimeout, ToolFailed, WorkerDied
 
 from ._site import directory_plugin
+from .test_isolation import NAPPER
 
 S = PluginState
 
@@ -312,22 +313,6 @@ def test_the_deadline_of_a_call(
     assert sandbox.call_deadline() == in_process
     isolated = sandbox.model_copy(update={"isolation": "process"})
     assert isolated.call_deadline() == in_a_worker
-
-
-NAPPER = """
-import anyio
-from clawhost import hookimpl, tool
-
-@tool
-async def nap(seconds: float) -> float:
-    \"\"\"Sleep.\"\"\"
-    await anyio.sleep(seconds)
-    return seconds
-
-@hookimpl
-def activate(ctx):
-    ctx.register_tool(nap)
-"""
 
 
 async def test_in_process_the_smaller_of_the_two_is_the_deadline(tmp_path: Path) -> None:

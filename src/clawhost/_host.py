@@ -427,9 +427,7 @@ class PluginHost:
                 record,
                 candidate,
                 sandbox=sandbox,
-                enforce_capabilities=(
-                    candidate.source.target is None or record.name in self._memory_manifests
-                ),
+                enforce_capabilities=self._enforces_capabilities(record.name, candidate),
             )
             return
         # -- end of process isolation
@@ -444,7 +442,7 @@ class PluginHost:
         )
         record.hooks = register(self._manager, record.name, target)
         record.target, record.modules = target, modules
-        enforce = candidate.source.target is None or record.name in self._memory_manifests
+        enforce = self._enforces_capabilities(record.name, candidate)
         context = self._context.plugin_context(
             record.name,
             version=str(candidate.version),
@@ -948,6 +946,11 @@ class PluginHost:
         return candidate
 
     _memory_manifests: frozenset[str] = frozenset()
+
+    def _enforces_capabilities(self, name: str, candidate: DiscoveredPlugin) -> bool:
+        """Whether registrations must be declared: always for a discovered plugin, and for
+        an in-memory one offered with a manifest."""
+        return candidate.source.target is None or name in self._memory_manifests
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin as a JSON-ready dict: name, version, state, capabilities, source, error."""

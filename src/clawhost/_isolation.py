@@ -455,6 +455,21 @@ def start_message(
     }
 
 
+def _new_worker(
+    record: PluginRecord,
+    candidate: DiscoveredPlugin,
+    sandbox: SandboxConfig,
+    enforce_capabilities: bool,
+) -> WorkerPlugin:
+    """A worker (not started yet) for ``candidate``, with the plugin's limits."""
+    return WorkerPlugin(
+        record.name,
+        start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
+        limit=sandbox.call_deadline(),
+        cpu_limit=sandbox.max_cpu_time_secs,
+    )
+
+
 async def activate_isolated(
     host_context: HostContext,
     record: PluginRecord,
@@ -483,12 +498,7 @@ async def activate_isolated(
         enforce_capabilities=enforce_capabilities,
     )
     record.context = context
-    worker = WorkerPlugin(
-        record.name,
-        start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
-        limit=sandbox.call_deadline(),
-        cpu_limit=sandbox.max_cpu_time_secs,
-    )
+    worker = _new_worker(record, candidate, sandbox, enforce_capabilities)
     context.add_cleanup(worker.close)
     record.target, record.modules = worker, frozenset()
     record.timeout, record.scope = None, None
@@ -516,12 +526,7 @@ async def trial_isolated(
     fails must fail here, before anything is touched. Raises what starting it raised.
     """
     check_isolatable(record.name, candidate)
-    trial = WorkerPlugin(
-        record.name,
-        start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
-        limit=sandbox.call_deadline(),
-        cpu_limit=sandbox.max_cpu_time_secs,
-    )
+    trial = _new_worker(record, candidate, sandbox, enforce_capabilities)
     try:
         await trial.start()
     finally:

@@ -42,6 +42,7 @@ from .errors import IllegalTransition, ReloadError
 
 if TYPE_CHECKING:
     from ._discover import DiscoveredPlugin
+    from ._discovered import DiscoveryResult
     from ._host import PluginHost
     from ._records import PluginRecord
 
@@ -195,6 +196,15 @@ async def reload_plugin(host: PluginHost, name: str) -> ReloadEvent:
     return event
 
 
+def _manifest_failure(found: DiscoveryResult, path: str) -> _Failed | None:
+    """The edited manifest at ``path`` no longer parses: a failure at the load stage."""
+    for diagnostic in found.diagnostics:
+        if diagnostic.severity == "error" and str(diagnostic.file) == path:
+            problems = "; ".join(str(problem) for problem in diagnostic.problems)
+            return _Failed("load", f"{path}: {diagnostic.message}: {problems}".rstrip(": "))
+    return None
+
+
 async def _trial(host: PluginHost, record: PluginRecord) -> _Failed | None:
     """Try the code on disk in a worker of its own (process isolation): the failure, if
     it does not start."""
@@ -204,18 +214,16 @@ async def _trial(host: PluginHost, record: PluginRecord) -> _Failed | None:
     assert plugin is not None
     path = str(plugin.manifest_path)
     found = host.discover()
-    for diagnostic in found.diagnostics:
-        if diagnostic.severity == "error" and str(diagnostic.file) == path:
-            return _Failed("load", f"{path}: {diagnostic.message}")
+    failure = _manifest_failure(found, path)
+    if failure is not None:
+        return failure
     candidate = next((item for item in found.plugins if str(item.manifest_path) == path), plugin)
     try:
         await trial_isolated(
             record,
             candidate,
             sandbox=host.config.sandbox_for(record.name),
-            enforce_capabilities=(
-                candidate.source.target is None or record.name in host._memory_manifests
-            ),
+            enforce_capabilities=host._enforces_capabilities(record.name, candidate),
         )
     except Exception as exc:
         failure = _Failed("activate", f"{type(exc).__name__}: {exc}")
@@ -288,16 +296,10 @@ async def _swap(
     importlib.invalidate_caches()
     record.modules = frozenset()
     # Re-read the manifest: discovery sees the change (the cache checks file stamps).
-    manifest_path = str(plugin.manifest_path) if plugin is not None else None
     found = host.discover()
-    for diagnostic in found.diagnostics:  # the edited manifest no longer parses
-        if (
-            diagnostic.severity == "error"
-            and manifest_path
-            and str(diagnostic.file) == manifest_path
-        ):
-            problems = "; ".join(str(problem) for problem in diagnostic.problems)
-            raise _Failed("load", f"{manifest_path}: {diagnostic.message}: {problems}".rstrip(": "))
+    failure = _manifest_failure(found, str(plugin.manifest_path)) if plugin is not None else None
+    if failure is not None:
+        raise failure
     host._load(record)
     if record.state is S.FAILED:
         raise _Failed("load", record.failure.reason if record.failure else "cannot load")
