@@ -13,11 +13,14 @@ from .conftest import EXAMPLE_PROJECTS
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["in-process", "process"])
 @pytest.mark.parametrize("project", EXAMPLE_PROJECTS, ids=lambda path: path.name)
-def test_the_example_plugins_own_tests_pass(project: Path, tmp_path: Path) -> None:
+def test_the_example_plugins_own_tests_pass(project: Path, isolation: str, tmp_path: Path) -> None:
+    """In both modes: ``--clawhost-isolation=process`` runs every plugin of every
+    ``clawhost_host`` in a worker process, with the tests unchanged."""
     env = {**os.environ, "CLAWHOST_CACHE_DIR": str(tmp_path / "cache")}
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q"],
+        [sys.executable, "-m", "pytest", "-q", f"--clawhost-isolation={isolation}"],
         cwd=project,
         capture_output=True,
         text=True,

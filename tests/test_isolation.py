@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -19,13 +20,14 @@ import anyio
 import anyio.abc
 import pytest
 
-from clawhost import HostConfig, Message, PluginHost, PluginState
+from clawhost import HostConfig, Message, PluginHost, PluginState, hookimpl
 from clawhost._isolation import WorkerPlugin
 from clawhost._wire import MAX_LINE
 from clawhost.errors import (
     ConfigError,
     NotIsolatable,
     PermissionDenied,
+    PluginFailed,
     PluginTimeout,
     ReloadError,
     ToolArgumentsInvalid,
@@ -338,6 +340,33 @@ async def bystanders_keep_serving(host: PluginHost) -> AsyncIterator[None]:
     assert rounds >= 1 or body < 0.2, f"no bystander call in the {body:.2f}s of the failure"
 
 
+#: Restart a dead worker after 0.1 s (doubling), as ``[plugins.sandbox]`` would say.
+RESTART = {"restart": True, "restart_backoff_secs": 0.1, "restart_backoff_max_secs": 60.0}
+
+
+async def wait_for(host: PluginHost, name: str, state: PluginState, within: float = 10.0) -> None:
+    """Wait until plugin ``name`` is in ``state`` (the host supervises in the background)."""
+    with anyio.fail_after(within):
+        while host.plugins[name].state is not state:  # noqa: ASYNC110 - no event to wait on
+            await anyio.sleep(0.01)
+
+
+async def restarted(host: PluginHost, name: str, old: int | None, within: float = 15.0) -> int:
+    """Wait until ``name`` is ACTIVE again in a worker other than ``old``; its pid."""
+    with anyio.fail_after(within):
+        while True:
+            record = host.plugins[name]
+            worker = record.target
+            if (
+                record.state is S.ACTIVE
+                and isinstance(worker, WorkerPlugin)
+                and worker.pid not in (None, old)
+                and worker.alive
+            ):
+                return worker.pid  # type: ignore[return-value]
+            await anyio.sleep(0.01)
+
+
 async def test_memory_past_max_memory_mb_fails_the_call_and_nothing_else(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -395,13 +424,15 @@ def activate(ctx):
 """
 
 
-async def test_a_call_past_its_deadline_kills_the_worker_and_the_next_starts_one(
+async def test_a_call_past_its_deadline_kills_the_worker_and_it_is_restarted(
     tmp_path: Path,
 ) -> None:
     plugin(tmp_path, "spin", SPIN, caps=caps(tools=["spin", "spin_in_thread", "where"]))
-    host = make_host(tmp_path, sandbox={"max_cpu_time_secs": 1.0}, **bystanders(tmp_path))
+    host = make_host(
+        tmp_path, sandbox={"max_cpu_time_secs": 1.0, **RESTART}, **bystanders(tmp_path)
+    )
     async with host:
-        for tool_name in ("spin", "spin_in_thread"):
+        for restarts, tool_name in enumerate(("spin", "spin_in_thread"), start=1):
             first = await host.tools.invoke("where")
             started = time.monotonic()
             async with bystanders_keep_serving(host):
@@ -411,9 +442,9 @@ async def test_a_call_past_its_deadline_kills_the_worker_and_the_next_starts_one
             assert 1.0 <= elapsed < 1.5, elapsed
             assert timeout.value.interrupted
             assert gone(first)  # killed and reaped: no zombie either
-            second = await host.tools.invoke("where")  # a fresh worker
-            assert second != first
-            assert host.plugins["spin"].state is S.ACTIVE
+            second = await restarted(host, "spin", first)  # a fresh worker, after a backoff
+            assert await host.tools.invoke("where") == second
+            assert host.plugins["spin"].restarts == restarts
     assert children() == {}
 
 
@@ -455,7 +486,7 @@ async def test_concurrent_calls_share_one_worker(tmp_path: Path) -> None:
         with anyio.move_on_after(0.2):
             await host.tools.invoke("nap", {"seconds": 30})
         assert await host.tools.invoke("nap", {"seconds": 0}) == 0
-        assert (worker.pid, worker.restarts) == (pid, 0)
+        assert (worker.pid, worker.alive) == (pid, True)
 
 
 async def test_a_plugin_in_a_worker_hot_reloads(tmp_path: Path) -> None:
@@ -514,7 +545,9 @@ async def test_a_plugin_exiting_at_import_fails_activation_with_its_status(
     assert children() == {}
 
 
-async def test_a_worker_that_keeps_dying_is_restarted_then_given_up(tmp_path: Path) -> None:
+async def test_a_worker_that_keeps_dying_is_restarted_with_a_backoff_then_given_up(
+    tmp_path: Path,
+) -> None:
     code = """
 import os
 from clawhost import hookimpl, tool
@@ -529,23 +562,70 @@ def activate(ctx):
     ctx.register_tool(die)
 """
     plugin(tmp_path, "mortal", code, caps=caps(tools=["die"]))
-    async with make_host(tmp_path, **bystanders(tmp_path)) as host:
+    sandbox = {**RESTART, "restart_backoff_secs": 0.2, "max_restarts": 3}
+    host = make_host(tmp_path, mortal={"sandbox": sandbox}, **bystanders(tmp_path))
+    async with host:
+        record = host.plugins["mortal"]
+        downtimes: list[float] = []
         async with bystanders_keep_serving(host):
-            for _ in range(4):  # the first worker, then three restarts
+            pid = None
+            for restarts in range(4):  # the first worker, then three restarts
+                pid = await restarted(host, "mortal", pid)
                 with pytest.raises(ToolFailed) as failed:
                     await host.tools.invoke("die", {"status": 5})
+                died_at = time.monotonic()
                 died = failed.value.__cause__
                 assert isinstance(died, WorkerDied)
                 assert "exited with status 5 during tool die" in str(died)
-            with pytest.raises(ToolFailed, match="not restarted: it was restarted 3 times"):
-                await host.tools.invoke("die", {"status": 5})
+                await wait_for(host, "mortal", S.FAILED)
+                assert record.failure is not None
+                assert record.failure.stage == "run"
+                assert "exited with status 5" in record.failure.reason
+                assert record.restarts == restarts
+                if restarts < 3:
+                    await restarted(host, "mortal", pid)
+                    downtimes.append(time.monotonic() - died_at)
+            await anyio.sleep(2.0)  # a fourth restart would have come by now
+        # 0.2 s, then 0.4 s, then 0.8 s of backoff (each plus a worker's start)
+        waits = (0.2, 0.4, 0.8)
+        assert all(d >= wait for d, wait in zip(downtimes, waits, strict=True)), downtimes
+        assert downtimes[2] > downtimes[0] + 0.5
+        assert record.state is S.FAILED
+        assert record.restart_at is None
+        assert "not restarted again: 3 restart(s) in a row failed" in str(record.failure)
         health = await host.health_check("mortal")
         assert not health.healthy
         assert health.reason is not None
-        assert "not restarted" in health.reason
-        worker = host.plugins["mortal"].target
+        assert "not restarted again" in health.reason
+        # a reload tries it afresh
+        await host.reload("mortal")
+        assert host.plugins["mortal"].state is S.ACTIVE
+    assert children() == {}
+
+
+async def test_a_worker_that_dies_between_calls_fails_its_plugin_at_once(
+    tmp_path: Path,
+) -> None:
+    plugin(tmp_path, "mortal", MORTAL_NAPPER, caps=caps(tools=["nap", "die"]))
+    async with make_host(tmp_path, **bystanders(tmp_path)) as host:
+        record = host.plugins["mortal"]
+        worker = record.target
         assert isinstance(worker, WorkerPlugin)
-        assert worker.restarts == 3
+        assert worker.pid is not None
+        async with bystanders_keep_serving(host):
+            os.kill(worker.pid, signal.SIGKILL)  # no call in flight: nobody asks it anything
+            await wait_for(host, "mortal", S.FAILED, within=5.0)
+        assert record.failure is not None
+        assert record.failure.stage == "run"
+        assert "killed by signal 9 (SIGKILL)" in record.failure.reason
+        assert gone(worker.pid)
+        # what it registered is gone with it, and the failure is what callers are told
+        assert "nap" not in host.tools.names()
+        with pytest.raises(PluginFailed, match=r"failed to run: .* killed by signal 9"):
+            await host.tools.invoke("nap", {"seconds": 0})
+        assert record.restart_at is None  # not configured to restart
+        await anyio.sleep(0.5)
+        assert record.state is S.FAILED
     assert children() == {}
 
 
@@ -575,7 +655,9 @@ async def test_a_worker_that_segfaults_fails_the_call_and_nothing_else(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     plugin(tmp_path, "crasher", SEGFAULT, caps=caps(tools=["segfault", "where"]))
-    async with make_host(tmp_path, **bystanders(tmp_path)) as host:
+    # a backoff long enough to see it FAILED first
+    sandbox = {**RESTART, "restart_backoff_secs": 0.5}
+    async with make_host(tmp_path, crasher={"sandbox": sandbox}, **bystanders(tmp_path)) as host:
         first = await host.tools.invoke("where")
         with caplog.at_level(logging.INFO):
             async with bystanders_keep_serving(host):
@@ -589,9 +671,13 @@ async def test_a_worker_that_segfaults_fails_the_call_and_nothing_else(
         # the worker's faulthandler dumped where it crashed into the host's log
         dump = [r.getMessage() for r in caplog.records if r.name == "clawhost.plugin.crasher"]
         assert any("Segmentation fault" in line for line in dump), dump
-        # the next call starts a fresh worker
-        assert await host.tools.invoke("where") not in (first, os.getpid())
-        assert host.plugins["crasher"].state is S.ACTIVE
+        # the plugin is FAILED with the reason, then restarted in a fresh worker
+        await wait_for(host, "crasher", S.FAILED)
+        failure = host.plugins["crasher"].failure
+        assert failure is not None
+        assert "killed by signal 11 (SIGSEGV)" in failure.reason
+        second = await restarted(host, "crasher", first)
+        assert await host.tools.invoke("where") == second != os.getpid()
     assert children() == {}
 
 
@@ -622,7 +708,9 @@ async def test_a_call_that_hangs_is_cut_off_at_its_deadline_and_nothing_else(
     plugin(tmp_path, "sleeper", HANG, caps=caps(tools=["hang", "where"]))
     # The deadline also bounds the worker's import: 2 s leaves room on a loaded machine.
     host = make_host(
-        tmp_path, sleeper={"sandbox": {"max_cpu_time_secs": 2.0}}, **bystanders(tmp_path)
+        tmp_path,
+        sleeper={"sandbox": {"max_cpu_time_secs": 2.0, **RESTART}},
+        **bystanders(tmp_path),
     )
     async with host:
         first = await host.tools.invoke("where")
@@ -636,12 +724,9 @@ async def test_a_call_that_hangs_is_cut_off_at_its_deadline_and_nothing_else(
         assert timeout.value.interrupted
         assert gone(first)
         assert group_members(first) == set()
-        second = await host.tools.invoke("where")  # a fresh worker
-        assert second not in (first, os.getpid())
-        worker = host.plugins["sleeper"].target
-        assert isinstance(worker, WorkerPlugin)
-        assert (worker.pid, worker.restarts) == (second, 1)
-        assert host.plugins["sleeper"].state is S.ACTIVE
+        second = await restarted(host, "sleeper", first)  # a fresh worker
+        assert await host.tools.invoke("where") == second != os.getpid()
+        assert host.plugins["sleeper"].restarts == 1
     assert children() == {}
 
 
@@ -700,63 +785,28 @@ async def test_a_call_in_flight_fails_at_once_when_another_call_ends_the_worker(
         assert in_flight.returncode == 7
         assert "exited with status 7 during tool nap" in str(in_flight)
         assert failed_at - started < 1.5
-        assert await host.tools.invoke("nap", {"seconds": 0}) == 0  # a fresh worker
+        await wait_for(host, "mortal", S.FAILED)  # not configured to restart
     assert children() == {}
 
 
-PROVIDER = """
-from clawhost import hookimpl
-
-@hookimpl
-def activate(ctx):
-    ctx.register_provider("geocoder", object())
-"""
+class InMemory:
+    @hookimpl
+    def activate(self, ctx: Any) -> None:
+        raise AssertionError("never imported, let alone activated")
 
 
-async def test_a_provider_cannot_cross_the_boundary_and_is_refused(tmp_path: Path) -> None:
-    plugin(tmp_path, "declares", PROVIDER, caps=caps(providers=["geocoder"]))
-    plugin(tmp_path, "registers", PROVIDER)
-    async with make_host(tmp_path) as host:
-        for name in ("declares", "registers"):
-            record = host.plugins[name]
-            assert record.state is S.FAILED
-            assert record.failure is not None
-            assert isinstance(record.failure.error, NotIsolatable)
-            assert "provider 'geocoder'" in record.failure.reason
-            assert "runs in process isolation" in record.failure.reason
-            assert host.context.registrations(name).is_empty()
-    assert children() == {}
-
-
-CHANNEL = """
-from clawhost import hookimpl
-
-@hookimpl
-def activate(ctx):
-    ctx.register_channel_factory("chat", lambda **options: object())
-"""
-
-
-async def test_a_channel_factory_cannot_cross_the_boundary_and_is_refused(
+async def test_an_in_memory_plugin_cannot_run_in_a_worker_and_is_refused(
     tmp_path: Path,
 ) -> None:
-    plugin(tmp_path, "declares", CHANNEL, caps=caps(channels=["chat"]))
-    plugin(tmp_path, "registers", CHANNEL)
-    plugin(tmp_path, "calm", CALM, caps=caps(tools=["calm"]))
-    async with make_host(tmp_path, calm={"isolation": "in-process"}) as host:
-        reasons = {}
-        for name in ("declares", "registers"):
-            record = host.plugins[name]
-            assert record.state is S.FAILED
-            assert record.failure is not None
-            assert isinstance(record.failure.error, NotIsolatable)
-            assert "runs in process isolation" in record.failure.reason
-            assert host.context.registrations(name).is_empty()
-            reasons[name] = record.failure.reason
-        # refused from its manifest before a worker starts, or when the worker registers it
-        assert "channel 'chat' (declared in its manifest)" in reasons["declares"]
-        assert "channel factory 'chat'" in reasons["registers"]
-        assert await host.tools.invoke("calm") == "calm"
+    config = HostConfig.from_mapping({"plugins": {"sandbox": {"isolation": "process"}}})
+    async with PluginHost.test_instance(("memory", InMemory()), config=config) as host:
+        record = host.plugins["memory"]
+        assert record.state is S.FAILED
+        assert record.failure is not None
+        assert isinstance(record.failure.error, NotIsolatable)
+        assert "an in-memory plugin" in record.failure.reason
+        assert "runs in process isolation" in record.failure.reason
+        assert host.context.registrations("memory").is_empty()
     assert children() == {}
 
 
@@ -925,7 +975,8 @@ async def test_what_a_worker_started_dies_with_it(tmp_path: Path) -> None:
         caps=caps(tools=["spawn", "hang"]),
         perms="[plugin.permissions]\nsubprocess = true",
     )
-    sandbox = {"allow_subprocess": True, "max_cpu_time_secs": 1.5}  # room for the import
+    # room for the import; restarted after the deadline kills it
+    sandbox = {"allow_subprocess": True, "max_cpu_time_secs": 1.5, **RESTART}
     async with make_host(tmp_path, sandbox=sandbox) as host:
         # killed at a deadline
         worker, grandchild = await host.tools.invoke("spawn")
@@ -935,6 +986,7 @@ async def test_what_a_worker_started_dies_with_it(tmp_path: Path) -> None:
             await host.tools.invoke("hang")
         assert gone(worker)
         assert await wait_dead(grandchild), process_state(grandchild)
+        await restarted(host, "spawner", worker)
         # stopped by deactivation (its input ends and it exits; its group is killed then)
         worker, grandchild = await host.tools.invoke("spawn")
         assert not dead(grandchild)
@@ -1027,7 +1079,7 @@ async def test_a_result_too_large_for_the_protocol_fails_that_call_only(tmp_path
         assert await host.tools.invoke("where") == pid
         worker = host.plugins["bulky"].target
         assert isinstance(worker, WorkerPlugin)
-        assert worker.restarts == 0
+        assert (worker.pid, worker.alive) == (pid, True)
     assert children() == {}
 
 

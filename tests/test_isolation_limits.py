@@ -26,7 +26,7 @@ from clawhost._isolation import WorkerPlugin
 from clawhost.errors import ConfigError, PermissionDenied, PluginTimeout, ToolFailed, WorkerDied
 
 from ._site import directory_plugin
-from .test_isolation import NAPPER
+from .test_isolation import NAPPER, RESTART, restarted, wait_for
 
 S = PluginState
 
@@ -152,7 +152,7 @@ async def test_a_busy_call_is_stopped_by_its_cpu_limit_long_before_its_deadline(
     plugin(tmp_path, "calm", CALM, ["calm"])
     host = make_host(
         tmp_path,
-        sandbox={"max_cpu_time_secs": 1, "max_wall_time_secs": 20},
+        sandbox={"max_cpu_time_secs": 1, "max_wall_time_secs": 20, **RESTART},
         calm={"isolation": "in-process"},
     )
     async with host:
@@ -172,7 +172,7 @@ async def test_a_busy_call_is_stopped_by_its_cpu_limit_long_before_its_deadline(
 
         # on a worker thread; then on the event loop, after the plugin ignored SIGXCPU
         # (each call restores its default action)
-        for tool_name in ("spin", "spin_async"):
+        for restarts, tool_name in enumerate(("spin", "spin_async"), start=1):
             if tool_name == "spin_async":
                 await host.tools.invoke("ignore_sigxcpu")
             first = await host.tools.invoke("where")
@@ -194,11 +194,11 @@ async def test_a_busy_call_is_stopped_by_its_cpu_limit_long_before_its_deadline(
             assert "killed by signal" in str(died)
             assert "exceeded its CPU limit, max_cpu_time_secs (1s of CPU)" in str(died)
             assert gone(first)
-            # the plugin stays active: the next call starts a fresh worker
-            assert await host.tools.invoke("where") != first
-            assert host.plugins["busy"].state is S.ACTIVE
+            # the plugin failed, and is restarted in a fresh worker
+            second = await restarted(host, "busy", first)
+            assert await host.tools.invoke("where") == second
+            assert host.plugins["busy"].restarts == restarts
         assert await host.tools.invoke("calm") == "calm"
-        assert worker.restarts == 2
 
 
 @linux_only
@@ -219,11 +219,13 @@ async def test_threads_left_spinning_between_calls_are_stopped_by_the_cpu_limit(
             elapsed = time.monotonic() - started
             assert not worker.alive
             assert elapsed < 8.0, elapsed  # one or two seconds of CPU
-            # the next health check (or call) reaps it, says why, and starts a fresh one
-            assert (await host.health_check("busy")).healthy
+            # the host notices by itself: the plugin is FAILED with the reason
+            await wait_for(host, "busy", S.FAILED, within=5.0)
             assert gone(pid)
-            assert worker.pid != pid
-            assert worker.restarts == 1
+            health = await host.health_check("busy")
+            assert not health.healthy
+            assert health.reason is not None
+            assert "exceeded its CPU limit" in health.reason
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any(
         f"pid {pid}) was killed by signal {int(signal.SIGXCPU)} (SIGXCPU)" in message
@@ -235,7 +237,9 @@ async def test_threads_left_spinning_between_calls_are_stopped_by_the_cpu_limit(
 @linux_only
 async def test_a_call_using_no_cpu_meets_its_wall_clock_deadline(tmp_path: Path) -> None:
     plugin(tmp_path, "busy", BUSY, BUSY_TOOLS)
-    host = make_host(tmp_path, sandbox={"max_cpu_time_secs": 8, "max_wall_time_secs": 1.5})
+    host = make_host(
+        tmp_path, sandbox={"max_cpu_time_secs": 8, "max_wall_time_secs": 1.5, **RESTART}
+    )
     async with host:
         worker = worker_of(host, "busy")
         assert (worker.limit, worker.cpu_limit) == (1.5, 8)
@@ -248,6 +252,7 @@ async def test_a_call_using_no_cpu_meets_its_wall_clock_deadline(tmp_path: Path)
         assert timeout.value.limit == 1.5
         assert timeout.value.interrupted
         assert gone(first)
+        await restarted(host, "busy", first)
         assert await host.tools.invoke("nap", {"seconds": 0}) == 0
 
 

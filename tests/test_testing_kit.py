@@ -408,3 +408,29 @@ def test_a_test_using_the_fixtures_through_its_own_fixture_runs_too(
     result = author.runpytest("-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=1)
+
+
+async def test_a_project_is_imported_from_its_source_tree_even_when_a_copy_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    from clawhost import PluginHost
+
+    # an installed copy of the same package, imported before the host runs
+    elsewhere = types.ModuleType("clawdesk_plugin_geocoding")
+    elsewhere.__file__ = str(tmp_path / "site-packages" / "clawdesk_plugin_geocoding.py")
+    for name in [n for n in sys.modules if n.startswith("clawdesk_plugin_geocoding")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "clawdesk_plugin_geocoding", elsewhere)
+    host = PluginHost.test_instance()
+    [candidate] = host.add_project(GEOCODING)
+    assert str(candidate.source) == f"project {GEOCODING}"
+    async with host:
+        assert host.plugins["geocoding"].state is PluginState.ACTIVE
+        place = await host.tools.invoke("geocode", {"place": "Paris"})
+        assert place["country"] == "FR"
+        module = sys.modules["clawdesk_plugin_geocoding"]
+        assert module is not elsewhere
+        assert Path(module.__file__ or "").is_relative_to(GEOCODING / "src")

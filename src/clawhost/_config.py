@@ -106,6 +106,13 @@ class SandboxConfig(_Section):
     allow_subprocess: bool = False
     max_concurrency: PositiveInt = 4
     isolation: Isolation = "in-process"
+    #: With ``isolation = "process"``: start a plugin whose worker died again, waiting
+    #: ``restart_backoff_secs`` (doubling up to ``restart_backoff_max_secs``) before each
+    #: try, at most ``max_restarts`` times in a row.
+    restart: bool = False
+    restart_backoff_secs: Seconds = 5.0
+    restart_backoff_max_secs: Seconds = 300.0
+    max_restarts: PositiveInt = 10
 
     def call_deadline(self) -> float:
         """The wall-clock deadline of one call into plugin code, in seconds.
@@ -135,6 +142,10 @@ class SandboxOverrides(_Section):
     allow_subprocess: bool | None = None
     max_concurrency: PositiveInt | None = None
     isolation: Isolation | None = None
+    restart: bool | None = None
+    restart_backoff_secs: Seconds | None = None
+    restart_backoff_max_secs: Seconds | None = None
+    max_restarts: PositiveInt | None = None
 
     def apply_to(self, defaults: SandboxConfig) -> SandboxConfig:
         """``defaults`` with every key given here replaced."""
@@ -369,6 +380,10 @@ _EXPECTED_BY_KEY = {
     "allow_subprocess": "true or false",
     "max_concurrency": "an integer >= 1",
     "isolation": "'in-process' or 'process'",
+    "restart": "true or false",
+    "restart_backoff_secs": "a number of seconds > 0",
+    "restart_backoff_max_secs": "a number of seconds > 0",
+    "max_restarts": "an integer >= 1",
     "enabled": "true or false",
     "config": "a table",
     "sandbox": "a table",

@@ -37,6 +37,7 @@ class SourceKind(enum.StrEnum):
     DISTRIBUTION = "distribution"  #: an installed distribution's entry point
     DIRECTORY = "directory"  #: a sub-folder of a configured plugin directory
     MEMORY = "memory"  #: an object handed to the host in code (tests: PluginHost.test_instance)
+    PROJECT = "project"  #: a plugin project's source tree (PluginHost.add_project)
 
 
 _KINDS = {kind.value: kind for kind in SourceKind}
@@ -149,6 +150,8 @@ class PluginSource:
             return f"distribution {self.distribution} ({self._location})"
         if self.kind is SourceKind.MEMORY:
             return f"in-memory object {self.entry}"
+        if self.kind is SourceKind.PROJECT:
+            return f"project {self._location}"
         return f"directory {self._location}"
 
     def __repr__(self) -> str:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _telemetry
+from ._background import Background
+from ._backoff import Backoff
 from ._context import HostContext
 from ._discover import (
     DEFAULT_GROUP,
@@ -34,6 +36,7 @@ from ._hostguard import CallMonitor, HostGuard, call_plugin_code, monitored
 from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
 from ._records import HealthReport, PluginRecord
 from ._state import PluginState, check_transition
+from ._supervise import cancel_restart
 from ._version import __version__
 from .errors import (
     ClawhostError,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from ._config import HostConfig
     from ._events import EventBus, Pipeline
     from ._manifest import Manifest
+    from ._project import PluginProject
     from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
     from ._reload import ReloadEvent
     from ._resolve import Resolution
@@ -115,6 +119,10 @@ class PluginHost:
         self.diagnostics: list[Diagnostic] = []
         self._running = False
         self._reload_lock = anyio.Lock()
+        # Supervision of worker processes (clawhost._supervise): background tasks, and
+        # each restarted plugin's backoff.
+        self._background = Background()
+        self._backoffs: dict[str, Backoff] = {}
         self._reload_listeners: list[Callable[[ReloadEvent], Any]] = []
 
     @classmethod
@@ -428,6 +436,7 @@ class PluginHost:
                 candidate,
                 sandbox=sandbox,
                 enforce_capabilities=self._enforces_capabilities(record.name, candidate),
+                on_death=self._worker_died,
             )
             return
         # -- end of process isolation
@@ -466,6 +475,15 @@ class PluginHost:
                 *self._hook_args(implementation, context),
                 operation="activate",
             )
+
+    def _worker_died(self, worker: Any, error: BaseException | None) -> None:
+        """A plugin's worker process ended unasked (``WorkerPlugin.on_death``)."""
+        from ._supervise import worker_died
+
+        record = self._records.get(worker.plugin)
+        if record is not None:
+            key = ("died", worker.plugin, id(worker))
+            self._background.start_soon(key, worker_died, self, record, worker, error)
 
     @staticmethod
     def _hook_args(implementation: Any, context: Any) -> list[Any]:
@@ -560,10 +578,9 @@ class PluginHost:
             await self._activate_with_dependencies(record, chain=())
         state: PluginState = record.state  # changed by the awaits above
         if state is not S.ACTIVE:
-            reason = (
-                record.failure.reason if record.failure else f"it is {record.state.name.lower()}"
-            )
-            raise PluginFailed(name, "activate", reason)
+            failure = record.failure
+            reason = failure.reason if failure else f"it is {record.state.name.lower()}"
+            raise PluginFailed(name, failure.stage if failure else "activate", reason)
 
     async def activate_all(self, *, only_eager: bool = False) -> None:
         """Activate every resolved plugin, level by level of the plan, each level's
@@ -653,6 +670,7 @@ class PluginHost:
         """
         async with self._reload_lock:
             record = self._record(name)
+            cancel_restart(self, name)
             if record.state is S.DISABLED:
                 return record
             while True:
@@ -780,6 +798,8 @@ class PluginHost:
 
     async def stop(self) -> None:
         """Deactivate every active plugin, dependents before their dependencies."""
+        await self._background.aclose()  # pending worker restarts, supervision
+        self._backoffs.clear()
         plan = self.plan
         levels: Iterable[Sequence[str]] = reversed(plan.levels) if plan is not None else ()
         for level in levels:
@@ -834,6 +854,7 @@ class PluginHost:
         """
         from ._reload import reload_plugin
 
+        cancel_restart(self, name)
         async with self._reload_lock:
             return await reload_plugin(self, name)
 
@@ -946,6 +967,39 @@ class PluginHost:
         return candidate
 
     _memory_manifests: frozenset[str] = frozenset()
+
+    def add_project(self, path: str | Path) -> list[DiscoveredPlugin]:
+        """Offer the plugins of a plugin project folder (``clawhost plugins create``'s
+        layout, or a folder with ``plugin.toml``), imported from its source tree, not
+        installed: what ``clawhost.testing`` does with a ``pathlib.Path``.
+
+        They are directory plugins in all but location: discovered as they are now, their
+        manifests enforced, and runnable in-process or in a worker process. Raises
+        ``InvalidPluginProject`` or ``ManifestError`` when the folder is not a project.
+        """
+        from ._project import read_project
+
+        return [self._add_project(project) for project in read_project(Path(path))]
+
+    def _add_project(self, project: PluginProject) -> DiscoveredPlugin:
+        source = PluginSource(
+            SourceKind.PROJECT,
+            project.entry,
+            project.root,
+            project.import_root,
+            distribution=project.distribution,
+        )
+        candidate = DiscoveredPlugin(
+            project.name,
+            project.version,
+            source,
+            str(project.manifest_path),
+            manifest=project.manifest,
+        )
+        self._memory.append(candidate)
+        if self._discovery is not None:
+            self.discover()
+        return candidate
 
     def _enforces_capabilities(self, name: str, candidate: DiscoveredPlugin) -> bool:
         """Whether registrations must be declared: always for a discovered plugin, and for

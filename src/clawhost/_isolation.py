@@ -7,55 +7,68 @@ operating-system limits, then registers, on the plugin's behalf and through its
 
 * a ``RemoteTool`` per tool: the worker's JSON schema, the worker's validation (the real
   pydantic model; ``ToolArgumentsInvalid`` comes back as data), the call over the pipe;
-* a proxy per pipeline stage (same name, order and ``on_error``) and per event handler.
+* a proxy per pipeline stage (same name, order and ``on_error``) and per event handler;
+* a ``RemoteProvider`` per provider: each public method a coroutine function that runs
+  the method in the worker (arguments and results as JSON data, objects as ``Record``s);
+* a proxy factory per channel factory, building the channel in the worker and returning
+  a ``RemoteChannel`` (``messages()`` without a deadline, ``send()``).
 
-Providers and channel factories are Python objects the host would call directly: they
-cannot cross a process boundary, and a plugin offering one fails activation with
-``NotIsolatable``.
+The worker asks the host on the same pipe (``{"rid": n, ...}``): a method of a host
+provider (its ``ctx.providers``), or a tool through the tools a provider method was
+handed. ``WorkerPlugin`` answers those in background tasks of its own while calls wait.
 
 Limits: every call carries the plugin's wall-clock deadline (``max_wall_time_secs``, or
 ``max_cpu_time_secs`` when that is unset); a call that overruns fails with
 ``PluginTimeout`` and the worker is killed (whatever it was doing, in any thread). CPU
 time is limited in the worker itself (``RLIMIT_CPU``, renewed per call: see
 ``_worker._CpuLimit``): a worker past it dies of SIGXCPU, and the call in flight fails
-with ``WorkerDied`` saying the plugin exceeded ``max_cpu_time_secs``. Either way the
-plugin stays ACTIVE: the next call starts a fresh worker, which imports and activates the
-plugin again. A worker that dies by itself (out of memory, a crash,
-``os._exit``) is restarted the same way. After ``MAX_RESTARTS`` restarts within
-``RESTART_WINDOW`` seconds the host stops restarting it: every call then fails with
-``WorkerDied`` and its health check says why, until the plugin is deactivated and
-activated again (or reloaded).
+with ``WorkerDied`` saying the plugin exceeded ``max_cpu_time_secs``.
+
+However its worker ends (killed for a deadline, out of CPU time or memory, a crash,
+``os._exit``, during a call or between calls), the plugin is marked FAILED with the
+reason and its proxies are removed; with ``restart = true`` the host starts it again
+later, with a backoff (``clawhost._supervise``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import os
 import sys
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._background import Background
 from ._discover import SourceKind
 from ._loader import Implementation
 from ._tools import Tool
-from ._wire import OBJECTS_CANNOT_CROSS, PROTOCOL, decode_error, message_from_wire, to_wire
+from ._wire import (
+    PROTOCOL,
+    TOOLS_MARK,
+    MethodProxy,
+    arg_from_wire,
+    arg_to_wire,
+    decode_error,
+    encode_error,
+    message_from_wire,
+    public_methods,
+    to_wire,
+)
 from ._workerproc import WorkerProcess
-from .errors import NotIsolatable, Problem, ToolArgumentsInvalid, WorkerDied
+from .errors import NotIsolatable, PluginTimeout, Problem, ToolArgumentsInvalid, WorkerDied
 
 if TYPE_CHECKING:
     from ._config import SandboxConfig
     from ._context import HostContext, PluginContext
     from ._discover import DiscoveredPlugin
-    from ._messages import Message
+    from ._messages import Message, Response
     from ._records import PluginRecord
 
 __all__ = [
-    "MAX_RESTARTS",
-    "RESTART_WINDOW",
     "STARTUP_TIMEOUT",
     "RemoteTool",
     "WorkerPlugin",
@@ -68,9 +81,6 @@ logger = logging.getLogger("clawhost.isolation")
 
 #: Seconds a worker's interpreter has to start, before any plugin code runs.
 STARTUP_TIMEOUT = 20.0
-#: Restarts allowed within ``RESTART_WINDOW`` seconds before the host gives up.
-MAX_RESTARTS = 3
-RESTART_WINDOW = 60.0
 #: Seconds a deactivated worker has to exit by itself before SIGTERM.
 EXIT_GRACE = 2.0
 
@@ -79,9 +89,17 @@ class WorkerPlugin:
     """A plugin running in a worker process: its registrations and calls into it.
 
     ``start()`` spawns the worker and runs the handshake; ``registrations`` then holds
-    what the plugin registered, as data (``tools``, ``pipeline_stages``, ``events``).
-    Requests may run concurrently: each carries an id, and the worker runs them in
-    tasks of its own (the host's ``max_concurrency`` limiter bounds how many).
+    what the plugin registered, as data (``tools``, ``pipeline_stages``, ``events``,
+    ``providers``, ``channels``). Requests may run concurrently: each carries an id, and
+    the worker runs them in tasks of its own (the host's ``max_concurrency`` limiter
+    bounds how many).
+
+    One ``WorkerPlugin`` is one worker: it is never started again. When the process ends
+    other than by ``stop``/``close`` (it crashed, was killed for overrunning a deadline,
+    ran out of CPU time), every call fails with ``WorkerDied`` and ``on_death`` is told
+    once, on the event loop, with the error that first showed it (``None`` when it died
+    between calls). The host then marks the plugin FAILED and, when configured, starts a
+    new worker later (``clawhost._supervise``).
     """
 
     def __init__(
@@ -92,38 +110,37 @@ class WorkerPlugin:
         limit: float | None,
         cpu_limit: float | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
-        max_restarts: int = MAX_RESTARTS,
-        restart_window: float = RESTART_WINDOW,
+        on_death: Callable[[WorkerPlugin, BaseException | None], object] | None = None,
+        host: HostContext | None = None,
     ) -> None:
         self.plugin = plugin
+        #: Where the worker's own requests are answered: the host's providers and tools.
+        self.host = host
         #: The wall-clock deadline of every call, in seconds.
         self.limit = limit
         #: ``max_cpu_time_secs``, which the worker applies itself (``RLIMIT_CPU``).
         self.cpu_limit = cpu_limit
         self.startup_timeout = startup_timeout
-        self.max_restarts = max_restarts
-        self.restart_window = restart_window
-        #: How many times the worker was started again after it died or was killed.
-        self.restarts = 0
+        self.on_death = on_death
         self.registrations: dict[str, Any] = {}
         self._start = start
         self._process: WorkerProcess | None = None
-        self._lock: anyio.Lock | None = None
-        self._restarted_at: deque[float] = deque()
         self._stopped = False
-        self._gave_up: str | None = None
+        self._reported = False
+        self._answers = Background()
+        self._callers: dict[int, Any] = {}
 
     def __repr__(self) -> str:
         return f"<WorkerPlugin {self.plugin} {self._process!r}>"
 
     @property
     def pid(self) -> int | None:
-        """The current worker process's id (``None`` before the first start)."""
+        """The worker process's id (``None`` before it started)."""
         return self._process.pid if self._process is not None else None
 
     @property
     def alive(self) -> bool:
-        """Whether a worker process is running now."""
+        """Whether the worker process is running now."""
         return self._process is not None and self._process.alive
 
     @property
@@ -132,77 +149,186 @@ class WorkerPlugin:
         ``cpu_time_secs`` (the CPU time each call may use; ``None``: no limit)."""
         return self._process.limits if self._process is not None else {}
 
-    async def _spawn(self) -> WorkerProcess:
-        process, registrations = await WorkerProcess.spawn(
+    async def start(self) -> None:
+        """Start the worker: spawn, import and activate the plugin (each step under its
+        deadline). Raises the plugin's error, ``PluginTimeout`` or ``WorkerDied``."""
+        process, self.registrations = await WorkerProcess.spawn(
             self.plugin,
             self._start,
             startup_timeout=self.startup_timeout,
             limit=self.limit,
             cpu_limit=self.cpu_limit,
         )
-        if self._stopped:  # deactivated while this one was starting
+        self._process = process
+        if self._stopped:  # deactivated while it was starting
             await process.kill(None)
             raise WorkerDied(self.plugin, "start", process.pid, None, "the plugin was stopped")
-        if self._process is not None and registrations != self.registrations:
-            await process.kill("it registered something else after a restart")
-            self._gave_up = "not restarted: it registered something else after a restart"
-            raise WorkerDied(self.plugin, "start", process.pid, None, self._gave_up)
-        self.registrations = registrations
-        return process
-
-    async def start(self) -> None:
-        """Start the worker: spawn, import and activate the plugin (each step under its
-        deadline). Raises the plugin's error, ``PluginTimeout`` or ``WorkerDied``."""
-        self._lock = anyio.Lock()
-        self._process = await self._spawn()
+        process.on_exit = self._exited
+        process.on_request = self._asked
+        if not process.alive:  # it exited before it could be watched
+            self._exited(process)
         address_space = self.limits.get("address_space_mb")
         logger.info(
             "Plugin %r runs in worker process %d%s",
             self.plugin,
-            self._process.pid,
+            process.pid,
             f" (address space limited to {address_space:.0f} MiB)" if address_space else "",
         )
 
-    async def _current(self, operation: str) -> WorkerProcess:
-        """The running worker, started again if it died (within the restart budget)."""
+    def _exited(self, process: WorkerProcess) -> None:
+        """The process ended (told on the event loop): a death, unless it was stopped."""
+        if process is self._process:
+            self._report(None)
+
+    def _report(self, error: BaseException | None) -> None:
+        if self._stopped or self._reported:
+            return
+        self._reported = True
+        if self.on_death is not None:
+            self.on_death(self, error)
+
+    async def death(self) -> WorkerDied:
+        """Reap the dead worker (kill what is left of its group) and say how it died."""
+        process = self._process
+        if process is None:
+            return WorkerDied(self.plugin, None, None, None, "the worker was never started")
+        await process.kill(None)
+        return process.died(None)
+
+    # -- the worker's requests: host providers and tools ----------------------------------
+
+    def _asked(self, message: dict[str, Any]) -> None:
+        self._answers.start_soon(("rid", message.get("rid")), self._answer, message)
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        rid = message.get("rid")
+        try:
+            reply = {"rid": rid, "ok": True, "result": arg_to_wire(await self._serve(message))}
+        except Exception as exc:
+            reply = {"rid": rid, "ok": False, "error": encode_error(exc)}
+        process = self._process
+        if process is None:
+            return
+        try:
+            await process.answer(reply)
+        except ValueError as exc:  # too large for the protocol: say so instead
+            error = encode_error(exc, with_traceback=False)
+            await process.answer({"rid": rid, "ok": False, "error": error})
+
+    async def _serve(self, message: dict[str, Any]) -> Any:
+        """Answer one request of the worker's plugin: a call of a host provider's method
+        or of a tool (through the tools a provider method was handed, or the host's)."""
+        if self.host is None:
+            raise RuntimeError("this worker has no host to ask")
+        op = message.get("op")
+        if op == "provider":
+            provider = self.host.providers.get(str(message["provider"]))
+            method = str(message["method"])
+            if method.startswith("_") or method not in public_methods(provider):
+                raise AttributeError(f"provider {message['provider']!r} has no method {method!r}")
+            args = [arg_from_wire(arg) for arg in message.get("args") or ()]
+            kwargs = {key: arg_from_wire(arg) for key, arg in (message.get("kwargs") or {}).items()}
+            result = getattr(provider, method)(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        if op == "tool":
+            arguments = dict(message.get("arguments") or {})
+            caller = self._callers.get(message.get("token") or 0)
+            if caller is not None:  # a gateway's ToolCaller (call) or the registry (invoke)
+                call = getattr(caller, "call", None) or caller.invoke
+                return await call(str(message["tool"]), arguments)
+            return await self.host.tools.invoke(str(message["tool"]), arguments)
+        raise ValueError(f"unknown request {op!r} from the worker")
+
+    def _tools_arg(self, tools: Any) -> dict[str, Any]:
+        """The host's tools (a gateway's ``ToolCaller``, or the registry) handed to a
+        provider in the worker: their names and schemas now, and a token to call them."""
+        token = id(tools)
+        self._callers[token] = tools
+        names = list(tools.names())
+        try:
+            schemas = tools.schemas("openai")
+        except Exception:  # a tool without a JSON schema: the names still serve
+            schemas = []
+        return {TOOLS_MARK: {"token": token, "names": names, "schemas": to_wire(schemas)}}
+
+    async def call_provider(
+        self, provider: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """Call ``method`` of the worker's provider ``provider``; its result as ``Record``s."""
+        from ._registry import ToolRegistry
+        from .gateway import ToolCaller
+
+        tokens: list[int] = []
+
+        def wire(value: Any) -> Any:
+            if isinstance(value, ToolCaller | ToolRegistry):
+                marked = self._tools_arg(value)
+                tokens.append(marked[TOOLS_MARK]["token"])
+                return marked
+            return arg_to_wire(value)
+
+        fields = {
+            "provider": provider,
+            "method": method,
+            "args": [wire(arg) for arg in args],
+            "kwargs": {key: wire(value) for key, value in kwargs.items()},
+        }
+        try:
+            result = await self._request("provider", fields, f"provider {provider}.{method}")
+        finally:
+            for token in tokens:
+                self._callers.pop(token, None)
+        return arg_from_wire(result)
+
+    async def open_channel(self, factory: str, config: Mapping[str, Any]) -> int:
+        """Build channel ``factory`` in the worker from ``config``; the channel's id."""
+        fields = {"factory": factory, "config": to_wire(dict(config))}
+        return int(await self._request("channel_open", fields, f"create channel {factory}"))
+
+    async def channel_next(self, channel: int, name: str) -> Message | None:
+        """The channel's next message; ``None`` when it ended. No deadline: a channel
+        waits for its messages as long as they take."""
+        process = self._current(f"channel {name}")
+        try:
+            result = await process.request(
+                "channel_next", {"channel": channel}, operation=f"channel {name}", limit=None
+            )
+        except (WorkerDied, PluginTimeout) as exc:
+            if not process.alive:
+                self._report(exc)
+            raise
+        return None if result is None else message_from_wire(result)
+
+    async def channel_send(self, channel: int, name: str, response: Response) -> None:
+        """Deliver ``response`` through the channel (under the call deadline)."""
+        fields = {"channel": channel, "response": to_wire(response)}
+        await self._request("channel_send", fields, f"channel {name} send")
+
+    async def channel_close(self, channel: int) -> None:
+        """Close the channel's message iterator in the worker; a dead worker is no error."""
+        if self.alive:
+            with contextlib.suppress(WorkerDied, PluginTimeout):
+                await self._request("channel_close", {"channel": channel}, "channel close")
+
+    def _current(self, operation: str) -> WorkerProcess:
+        """The running worker; ``WorkerDied`` once it is gone."""
         process = self._process
         if process is not None and process.alive:
             return process
-        if self._lock is None:
+        if process is None:
             raise WorkerDied(self.plugin, operation, None, None, "the worker was never started")
-        async with self._lock:
-            process = self._process
-            if process is not None and process.alive:
-                return process
-            if self._stopped or self._gave_up is not None:
-                pid = process.pid if process is not None else None
-                returncode = process.returncode if process is not None else None
-                why = self._gave_up or "the plugin was deactivated"
-                raise WorkerDied(self.plugin, operation, pid, returncode, why)
-            if process is not None and not process.reaped:  # it died between calls
-                await process.kill(None)  # reap it, and learn its exit status
-                logger.error("%s", process.died(None))
-            now = time.monotonic()
-            while self._restarted_at and now - self._restarted_at[0] > self.restart_window:
-                self._restarted_at.popleft()
-            if len(self._restarted_at) >= self.max_restarts:
-                self._gave_up = (
-                    f"not restarted: it was restarted {len(self._restarted_at)} times "
-                    f"within {self.restart_window:g}s"
-                )
-                logger.error("Plugin %r: worker %s", self.plugin, self._gave_up)
-                pid = process.pid if process is not None else None
-                returncode = process.returncode if process is not None else None
-                raise WorkerDied(self.plugin, operation, pid, returncode, self._gave_up)
-            self._restarted_at.append(now)
-            self.restarts += 1
-            logger.warning("Plugin %r: starting its worker process again", self.plugin)
-            self._process = await self._spawn()
-            return self._process
+        why = "the plugin was deactivated" if self._stopped else process.reason
+        return_code = process.returncode if process.reaped else process.process.returncode
+        raise WorkerDied(self.plugin, operation, process.pid, return_code, why)
 
     async def _request(self, op: str, fields: dict[str, Any], operation: str) -> Any:
-        process = await self._current(operation)
-        return await process.request(op, fields, operation=operation, limit=self.limit)
+        process = self._current(operation)
+        try:
+            return await process.request(op, fields, operation=operation, limit=self.limit)
+        except (WorkerDied, PluginTimeout) as exc:
+            if not process.alive:  # this call met (or caused) the worker's end
+                self._report(exc)
+            raise
 
     async def invoke(self, tool: str, arguments: Mapping[str, Any] | None = None) -> Any:
         """Call tool ``tool`` with JSON ``arguments`` (validated by the worker); its result
@@ -242,8 +368,6 @@ class WorkerPlugin:
 
     async def health(self) -> str | None:
         """Run the plugin's health checks: ``None`` when healthy, else the reason."""
-        if self._gave_up is not None:
-            return self._gave_up
         result = await self._request("health", {}, "health check")
         return None if result is None else str(result)
 
@@ -277,6 +401,7 @@ class WorkerPlugin:
         self._stopped = True
         if self._process is not None:
             await self._process.close(EXIT_GRACE)
+        await self._answers.aclose()
 
 
 # -- proxies ----------------------------------------------------------------------------------
@@ -360,6 +485,53 @@ class RemoteStage:
         return await self.worker.run_stage(self.name, message)
 
 
+class RemoteProvider(MethodProxy):
+    """A provider of a plugin in a worker process: each of its public methods, called on
+    this proxy, runs in the worker. Every method is a coroutine function here (the call
+    crosses a pipe), sync or async in the plugin. Arguments cross as JSON data (a
+    ``Message`` as itself, the host's tools as a proxy the provider can call); results
+    come back as JSON data, with objects as ``Record``s (attribute access works)."""
+
+    def __init__(self, worker: WorkerPlugin, name: str, methods: Mapping[str, str]) -> None:
+        async def call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return await worker.call_provider(name, method, args, kwargs)
+
+        super().__init__(name, methods, call, f"plugin {worker.plugin!r}, in a worker process")
+
+
+class RemoteChannel:
+    """A channel built in a worker process: ``messages()`` and ``send()`` reach it."""
+
+    def __init__(self, worker: WorkerPlugin, name: str, channel: int) -> None:
+        self._worker = worker
+        self.name = name
+        self._id = channel
+
+    def __repr__(self) -> str:
+        return f"<RemoteChannel {self.name} #{self._id} of plugin {self._worker.plugin!r}>"
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """The channel's messages, until it ends (or the caller stops iterating)."""
+        try:
+            while (message := await self._worker.channel_next(self._id, self.name)) is not None:
+                yield message
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._worker.channel_close(self._id)
+
+    async def send(self, response: Response) -> None:
+        """Deliver a response through the channel."""
+        await self._worker.channel_send(self._id, self.name, response)
+
+
+def _channel_factory(worker: WorkerPlugin, name: str) -> Callable[..., Any]:
+    async def build(config: Mapping[str, Any]) -> RemoteChannel:
+        return RemoteChannel(worker, name, await worker.open_channel(name, config))
+
+    build.__name__ = build.__qualname__ = f"{name} (in a worker process)"
+    return build
+
+
 def _event_proxy(
     worker: WorkerPlugin, event: str, index: int, argnames: tuple[str, ...] | None
 ) -> Callable[..., Any]:
@@ -390,6 +562,11 @@ def register_proxies(context: PluginContext, worker: WorkerPlugin) -> None:
             order=int(spec["order"]),
             on_error=spec["on_error"],
         )
+    for spec in registrations.get("providers", ()):
+        provider = RemoteProvider(worker, spec["name"], spec.get("methods") or {})
+        context.register_provider(spec["name"], provider)
+    for name in registrations.get("channels", ()):
+        context.register_channel_factory(name, _channel_factory(worker, name))
     for spec in registrations.get("events", ()):
         names = spec.get("argnames")
         argnames = None if names is None else tuple(names)
@@ -409,12 +586,6 @@ def check_isolatable(name: str, candidate: DiscoveredPlugin) -> None:
             "a worker imports a plugin from its entry point, and an object handed to the "
             "host in code has none",
         )
-    capabilities = candidate.manifest.capabilities
-    for kind, names in (("provider", capabilities.providers), ("channel", capabilities.channels)):
-        if names:
-            raise NotIsolatable(
-                name, f"{kind} {names[0]!r} (declared in its manifest)", OBJECTS_CANNOT_CROSS
-            )
 
 
 def start_message(
@@ -423,8 +594,19 @@ def start_message(
     sandbox: SandboxConfig,
     *,
     enforce_capabilities: bool,
+    host: HostContext | None = None,
 ) -> dict[str, Any]:
-    """What a worker needs to run the plugin: the protocol's ``start`` message."""
+    """What a worker needs to run the plugin: the protocol's ``start`` message.
+
+    ``host_providers`` lists the host's providers (of other plugins) and their methods,
+    so the plugin's ``ctx.providers.get(...)`` finds proxies of them in the worker.
+    """
+    providers = host.providers if host is not None else None
+    host_providers = {
+        name: public_methods(providers.get(name))
+        for name in (providers.names() if providers is not None else ())
+        if providers is not None and providers.owner_of(name) != record.name
+    }
     permissions = record.permissions
     config = record.config if record.config is not None else {}
     return {
@@ -451,6 +633,7 @@ def start_message(
         "max_cpu_time_secs": sandbox.max_cpu_time_secs,
         "sys_path": list(sys.path),
         "host_pid": os.getpid(),
+        "host_providers": host_providers,
         "log_level": logging.getLogger(f"clawhost.plugin.{record.name}").getEffectiveLevel(),
     }
 
@@ -460,13 +643,21 @@ def _new_worker(
     candidate: DiscoveredPlugin,
     sandbox: SandboxConfig,
     enforce_capabilities: bool,
+    *,
+    on_death: Callable[[WorkerPlugin, BaseException | None], object] | None = None,
+    host: HostContext | None = None,
 ) -> WorkerPlugin:
     """A worker (not started yet) for ``candidate``, with the plugin's limits."""
+    start = start_message(
+        record, candidate, sandbox, enforce_capabilities=enforce_capabilities, host=host
+    )
     return WorkerPlugin(
         record.name,
-        start_message(record, candidate, sandbox, enforce_capabilities=enforce_capabilities),
+        start,
         limit=sandbox.call_deadline(),
         cpu_limit=sandbox.max_cpu_time_secs,
+        on_death=on_death,
+        host=host,
     )
 
 
@@ -477,6 +668,7 @@ async def activate_isolated(
     *,
     sandbox: SandboxConfig,
     enforce_capabilities: bool,
+    on_death: Callable[[WorkerPlugin, BaseException | None], object] | None = None,
 ) -> WorkerPlugin:
     """Activate ``record``'s plugin in a worker process and register its proxies.
 
@@ -498,7 +690,9 @@ async def activate_isolated(
         enforce_capabilities=enforce_capabilities,
     )
     record.context = context
-    worker = _new_worker(record, candidate, sandbox, enforce_capabilities)
+    worker = _new_worker(
+        record, candidate, sandbox, enforce_capabilities, on_death=on_death, host=host_context
+    )
     context.add_cleanup(worker.close)
     record.target, record.modules = worker, frozenset()
     record.timeout, record.scope = None, None
@@ -517,6 +711,7 @@ async def trial_isolated(
     *,
     sandbox: SandboxConfig,
     enforce_capabilities: bool,
+    host: HostContext | None = None,
 ) -> None:
     """Start ``candidate`` (new code on disk) in a worker of its own, activate it, then
     deactivate it and end the worker, while the current worker keeps serving.
@@ -526,7 +721,7 @@ async def trial_isolated(
     fails must fail here, before anything is touched. Raises what starting it raised.
     """
     check_isolatable(record.name, candidate)
-    trial = _new_worker(record, candidate, sandbox, enforce_capabilities)
+    trial = _new_worker(record, candidate, sandbox, enforce_capabilities, host=host)
     try:
         await trial.start()
     finally:

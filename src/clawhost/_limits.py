@@ -39,6 +39,7 @@ __all__ = [
     "call_inline",
     "call_plugin",
     "current_slot",
+    "loop_notifier",
     "plugin_limiter",
     "run_inline",
 ]
@@ -290,7 +291,7 @@ async def _await_plugin(awaitable: Awaitable[Any], call: _Call) -> Any:
         _CURRENT.reset(token)
 
 
-def _loop_notifier() -> Callable[[Callable[[], object]], object]:
+def loop_notifier() -> Callable[[Callable[[], object]], object]:
     """A thread-safe "run this soon on the event loop" for the running loop."""
     try:
         return asyncio.get_running_loop().call_soon_threadsafe
@@ -314,7 +315,7 @@ async def _run_in_worker(
         operation=call.operation,
         scope=call.scope,
         record=call.deadline,
-        on_done=functools.partial(_loop_notifier(), done.set),
+        on_done=functools.partial(loop_notifier(), done.set),
     )
     submit(job)
     try:

@@ -72,8 +72,10 @@ def import_plugin(candidate: DiscoveredPlugin) -> tuple[object, frozenset[str]]:
         given = source.target
         return (given() if isinstance(given, type) else given), frozenset()
     module_name, _, attribute = source.entry.partition(":")
-    if source.kind is SourceKind.DIRECTORY:
-        _prepare_directory_import(module_name, os.fspath(source.import_root))
+    if source.kind in (SourceKind.DIRECTORY, SourceKind.PROJECT):
+        # A project's source tree wins over an installed copy of the same package.
+        replace = source.kind is SourceKind.PROJECT
+        _prepare_directory_import(module_name, os.fspath(source.import_root), replace=replace)
     else:
         _make_reachable(os.fspath(source.import_root))
     try:
@@ -103,12 +105,21 @@ def _top(module_name: str) -> str:
     return module_name.split(".", 1)[0]
 
 
-def _prepare_directory_import(module_name: str, root: str) -> None:
+def _prepare_directory_import(module_name: str, root: str, *, replace: bool = False) -> None:
     top = _top(module_name)
     existing = sys.modules.get(top)
     if existing is not None:
         location = getattr(existing, "__file__", None) or ""
         if not os.path.abspath(location).startswith(os.path.abspath(root) + os.sep):
+            if replace:  # imported from elsewhere (an installed copy): import it afresh
+                for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+                    del sys.modules[name]
+                with _PATH_LOCK:
+                    if root in sys.path:
+                        sys.path.remove(root)
+                    sys.path.insert(0, root)
+                importlib.invalidate_caches()
+                return
             raise LoadProblem(
                 f"module {top!r} is already imported from {location or 'elsewhere'}; "
                 f"directory plugins need module names of their own"

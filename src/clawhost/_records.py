@@ -170,6 +170,10 @@ class PluginRecord:
         self.gate = CallGate()
         self.lock = anyio.Lock()
         self.activated_at: float | None = None
+        #: How many times the host started it again after its worker died, and when
+        #: (``time.time()``) it will try next, if it will (``restart = true``).
+        self.restarts = 0
+        self.restart_at: float | None = None
 
     def __repr__(self) -> str:
         version = self.version or "?"

@@ -72,7 +72,7 @@ class ReloadEvent:
 
 def plugin_root(plugin: DiscoveredPlugin) -> Path | None:
     """The folder holding a plugin's own code: what is watched and whose modules reload."""
-    if plugin.source.kind is SourceKind.DIRECTORY:
+    if plugin.source.kind in (SourceKind.DIRECTORY, SourceKind.PROJECT):
         return plugin.source.import_root
     if plugin.source.kind is SourceKind.DISTRIBUTION:
         return plugin.package_dir
@@ -224,6 +224,7 @@ async def _trial(host: PluginHost, record: PluginRecord) -> _Failed | None:
             candidate,
             sandbox=host.config.sandbox_for(record.name),
             enforce_capabilities=host._enforces_capabilities(record.name, candidate),
+            host=host._context,
         )
     except Exception as exc:
         failure = _Failed("activate", f"{type(exc).__name__}: {exc}")
@@ -426,7 +427,7 @@ def watch_roots(host: PluginHost) -> dict[str, Path]:
         plugin = record.plugin
         if plugin is None or record.state is S.DISABLED:
             continue
-        if plugin.source.kind is SourceKind.DIRECTORY:
+        if plugin.source.kind in (SourceKind.DIRECTORY, SourceKind.PROJECT):
             roots[name] = plugin.source.import_root
         elif plugin.source.kind is SourceKind.DISTRIBUTION:
             info = plugin.distribution

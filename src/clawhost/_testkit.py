@@ -7,16 +7,14 @@ host that is not started yet.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._config import HostConfig
+    from ._config import HostConfig, Isolation
     from ._host import PluginHost
     from ._manifest import Manifest
     from ._project import PluginProject
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "PreparedPlugin",
     "granted_config",
-    "import_entry",
     "load_manifest_like",
     "make_test_host",
     "prepare",
@@ -64,15 +61,14 @@ def prepare(spec: Any, *, version: str = "0.1.0") -> list[PreparedPlugin]:
 
     A spec is a plugin object (an instance, class or module with ``@hookimpl`` hooks), a
     ``(name, object)`` or ``(name, object, manifest)`` tuple, or a ``pathlib.Path`` to a
-    plugin project (every plugin it holds, imported from its source tree on activation).
+    plugin project (every plugin it holds, imported from its source tree on activation,
+    as ``PluginHost.add_project`` offers it).
     """
     from ._project import read_project
 
     if isinstance(spec, os.PathLike):
         return [
-            PreparedPlugin(
-                _deferred(project), project.name, project.version, project.manifest, project
-            )
+            PreparedPlugin(None, project.name, project.version, project.manifest, project)
             for project in read_project(Path(spec))
         ]
     if isinstance(spec, str):
@@ -90,35 +86,6 @@ def prepare(spec: Any, *, version: str = "0.1.0") -> list[PreparedPlugin]:
             return [PreparedPlugin(target, name, model.version or version, model)]
         raise TypeError(f"a plugin tuple is (name, object) or (name, object, manifest): {spec!r}")
     return [PreparedPlugin(spec, None, version, None)]
-
-
-def _deferred(project: PluginProject) -> type:
-    """A stand-in class for a project's plugin object.
-
-    The host "instantiates" an in-memory class inside its guarded import step (under the
-    plugin's limits and permissions); this class's ``__new__`` imports the project's entry
-    there and returns the real plugin object, so a plugin that fails to import fails the
-    way an installed one does, at activation, as that plugin's own failure.
-    """
-
-    def load(cls: type) -> Any:
-        return import_entry(project.entry, project.import_root)
-
-    return type(f"{project.name} from {project.root}", (), {"__new__": load})
-
-
-def import_entry(entry: str, import_root: Path) -> Any:
-    """Import ``module[:object]`` with ``import_root`` first on ``sys.path``; a class is
-    instantiated. Runs plugin code."""
-    root = os.fspath(import_root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-        importlib.invalidate_caches()
-    module_name, _, attribute = entry.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in filter(None, attribute.split(".")):
-        target = getattr(target, part)
-    return target() if isinstance(target, type) else target
 
 
 def with_plugin_settings(
@@ -172,10 +139,14 @@ def make_test_host(
     config: Mapping[str, Mapping[str, Any]] | None = None,
     host_config: HostConfig | None = None,
     grant_requested: bool | None = None,
+    isolation: Isolation | None = None,
     **options: Any,
 ) -> PluginHost:
     """A host offering ``plugins`` (see ``prepare``), not started yet.
 
+    ``isolation = "process"`` runs every plugin in a worker process of its own (plugin
+    projects and installed plugins only: a plugin object has no code a worker can
+    import); the default is the host config's, which is in-process.
     ``config`` maps plugin names to their ``[plugins.<name>.config]`` values.
     ``host_config`` is the whole host configuration to start from (default: every
     default). ``grant_requested`` (default: when no ``host_config`` is given) grants each
@@ -200,7 +171,17 @@ def make_test_host(
         )
     for name, values in (config or {}).items():
         base = with_plugin_settings(base, name, values=values)
+    if isolation is not None:
+        sandbox = base.plugins.sandbox.model_copy(update={"isolation": isolation})
+        base = base.model_copy(
+            update={"plugins": base.plugins.model_copy(update={"sandbox": sandbox})}
+        )
     host = PluginHost.test_instance(config=base, **options)
     for item in prepared:
-        host.add_plugin(item.target, name=item.name, version=item.version, manifest=item.manifest)
+        if item.project is not None:
+            host._add_project(item.project)
+        else:
+            host.add_plugin(
+                item.target, name=item.name, version=item.version, manifest=item.manifest
+            )
     return host

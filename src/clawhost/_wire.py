@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -23,27 +23,30 @@ from .errors import Problem, WorkerError
 
 __all__ = [
     "MAX_LINE",
-    "OBJECTS_CANNOT_CROSS",
     "PROTOCOL",
+    "TOOLS_MARK",
+    "MethodProxy",
+    "Record",
+    "arg_from_wire",
+    "arg_to_wire",
     "decode",
     "decode_error",
     "encode",
     "encode_error",
     "message_from_wire",
     "payload_from_wire",
+    "public_methods",
+    "record_from_wire",
     "to_wire",
 ]
 
 #: The protocol's version; the worker refuses a start message of another version.
-PROTOCOL = 1
+PROTOCOL = 2
+#: Marks the host's tools handed to a provider in a worker (``{TOOLS_MARK: {...}}``).
+TOOLS_MARK = "__clawhost_tools__"
 #: The longest line either side accepts (a message above this is a protocol error).
 MAX_LINE = 64 * 1024 * 1024
 _PROBLEM = "__problem__"
-#: Why providers and channel factories cannot be offered from a worker process.
-OBJECTS_CANNOT_CROSS = (
-    "only JSON data crosses the process boundary, and it is a Python object the host "
-    "would call directly; offer it as tools, or run the plugin in-process"
-)
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -170,6 +173,113 @@ def decode_error(data: Mapping[str, Any], plugin: str) -> Exception:
     if remote_traceback:
         rebuilt.add_note(f"raised in the worker process of plugin {plugin!r}:\n{remote_traceback}")
     return rebuilt
+
+
+# -- objects through proxies ---------------------------------------------------------------
+
+
+class Record(dict[str, Any]):
+    """A dataclass or model that crossed the boundary as a dict: its fields are keys, and
+    attributes too (``place.latitude`` and ``place["latitude"]``), so code reading a
+    provider's result works the same in both modes."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"Record({dict.__repr__(self)})"
+
+
+_MESSAGE_MARK = "__clawhost_message__"
+_RESPONSE_MARK = "__clawhost_response__"
+
+
+def arg_to_wire(value: Any) -> Any:
+    """One argument of a proxied method call as JSON data: a ``Message`` or ``Response``
+    is marked, so the other side gets the object back; anything else as ``to_wire``."""
+    if isinstance(value, Message):
+        return {_MESSAGE_MARK: to_wire(value)}
+    if isinstance(value, Response):
+        return {_RESPONSE_MARK: to_wire(value)}
+    return to_wire(value)
+
+
+def arg_from_wire(value: Any) -> Any:
+    """What ``arg_to_wire`` made, back: a ``Message``, a ``Response``, or ``Record``s."""
+    if isinstance(value, dict) and len(value) == 1:
+        if _MESSAGE_MARK in value:
+            return Message(**value[_MESSAGE_MARK])
+        if _RESPONSE_MARK in value:
+            return Response(**value[_RESPONSE_MARK])
+    return record_from_wire(value)
+
+
+def record_from_wire(value: Any) -> Any:
+    """A provider's JSON result with every object made a ``Record`` (lists stay lists)."""
+    if isinstance(value, dict):
+        return Record({key: record_from_wire(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [record_from_wire(item) for item in value]
+    return value
+
+
+class MethodProxy:
+    """An object on the other side of the boundary, by its public methods: each is a
+    coroutine function here that hands ``(method, args, kwargs)`` to ``call``."""
+
+    def __init__(
+        self,
+        name: str,
+        methods: Mapping[str, str],
+        call: Callable[[str, tuple[Any, ...], dict[str, Any]], Awaitable[Any]],
+        where: str,
+    ) -> None:
+        self._name = name
+        self._methods = dict(methods)
+        self._call = call
+        self._where = where
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name} ({self._where})>"
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._methods)
+
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        if method.startswith("_") or method not in self._methods:
+            raise AttributeError(
+                f"provider {self._name!r} ({self._where}) has no method {method!r}"
+            )
+        forward = self._call
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await forward(method, args, kwargs)
+
+        call.__name__ = call.__qualname__ = method
+        return call
+
+
+def public_methods(target: object) -> dict[str, str]:
+    """The methods a proxy of ``target`` offers: public callables, ``"async"`` or ``"sync"``."""
+    import inspect
+
+    methods: dict[str, str] = {}
+    for name in dir(target):
+        if name.startswith("_"):
+            continue
+        try:
+            value = getattr(target, name)
+        except Exception:  # a property that fails is not a method
+            continue
+        if callable(value) and not isinstance(value, type):
+            asynchronous = inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value)
+            methods[name] = "async" if asynchronous else "sync"
+    return methods
 
 
 # -- messages and event payloads --------------------------------------------------------------

@@ -33,6 +33,8 @@ plugin exceeded ``max_cpu_time_secs``.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import itertools
 import json
 import logging
 import math
@@ -51,22 +53,27 @@ from ._events import EVENT_PAYLOADS, _calling_convention
 from ._limits import call_plugin
 from ._loader import Implementation, import_plugin, new_plugin_manager, register
 from ._manifest import Manifest
-from ._messages import Message
+from ._messages import Message, Response
 from ._netrules import NetworkRule
 from ._plugin_config import PluginConfig
 from ._sandbox import EffectivePermissions, SandboxScope, current_scope
 from ._wire import (
     MAX_LINE,
-    OBJECTS_CANNOT_CROSS,
     PROTOCOL,
+    TOOLS_MARK,
+    MethodProxy,
+    arg_from_wire,
+    arg_to_wire,
     decode,
+    decode_error,
     encode,
     encode_error,
     message_from_wire,
     payload_from_wire,
+    public_methods,
     to_wire,
 )
-from .errors import NotIsolatable, PermissionDenied, ToolArgumentsInvalid
+from .errors import PermissionDenied, ToolArgumentsInvalid
 from .hookspecs import EVENT_HOOKS
 
 __all__ = ["main"]
@@ -82,6 +89,8 @@ _OUT_OF_MEMORY = (
 )
 
 Handler = tuple[Callable[..., Any], tuple[str, ...] | None]
+#: The owner of the host's providers in the worker's registry.
+_HOST = "<host>"
 
 
 class _Pipe:
@@ -184,22 +193,14 @@ class _LogLines(logging.Handler):
 
 
 class _WorkerContext(PluginContext):
-    """The plugin's ``ctx`` in its worker: tools and pipeline stages register into the
-    worker's own HostContext (the host registers proxies of them), event handlers are
-    kept for the host's event proxies, and providers and channel factories are refused:
-    they are objects, and only data crosses the process boundary."""
+    """The plugin's ``ctx`` in its worker: tools, pipeline stages, providers and channel
+    factories register into the worker's own HostContext (the host registers proxies of
+    them), and event handlers are kept for the host's event proxies. The host's providers
+    (of other plugins) are there as ``_HostProvider`` proxies."""
 
     def __init__(self, host: HostContext, name: str, **options: Any) -> None:
         super().__init__(host, name, **options)
         self.handlers: dict[str, list[Handler]] = {}
-
-    def register_provider(self, name: str, provider: Any) -> None:
-        """Refused in a worker: a provider cannot cross the process boundary."""
-        raise NotIsolatable(self.name, f"provider {name!r}", OBJECTS_CANNOT_CROSS)
-
-    def register_channel_factory(self, name: str, factory: Callable[..., Any]) -> None:
-        """Refused in a worker: a channel factory cannot cross the process boundary."""
-        raise NotIsolatable(self.name, f"channel factory {name!r}", OBJECTS_CANNOT_CROSS)
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Handle ``event`` (the host dispatches it here through a proxy)."""
@@ -208,6 +209,53 @@ class _WorkerContext(PluginContext):
         self.handlers.setdefault(event, []).append(
             (callback, _calling_convention(event, callback, None))
         )
+
+
+class _HostProvider(MethodProxy):
+    """A provider of the host's (another plugin's), seen from the worker: its methods are
+    coroutine functions that ask the host to call them. Arguments cross as JSON data (a
+    ``Message`` as itself); results come back with objects as ``Record``s."""
+
+    def __init__(self, worker: _Worker, name: str, methods: dict[str, str]) -> None:
+        async def call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            fields = {
+                "provider": name,
+                "method": method,
+                "args": [arg_to_wire(arg) for arg in args],
+                "kwargs": {key: arg_to_wire(value) for key, value in kwargs.items()},
+            }
+            return arg_from_wire(await worker.ask("provider", fields))
+
+        super().__init__(name, methods, call, "the host's")
+
+
+class _HostTools:
+    """The host's tools handed to a provider method in the worker (a gateway's
+    ``ToolCaller``): ``names()`` and ``schemas()`` as they were at the call, and
+    ``call(name, arguments)``, which asks the host to run the tool."""
+
+    def __init__(self, worker: _Worker, token: int, names: list[str], schemas: Any) -> None:
+        self._worker = worker
+        self._token = token
+        self._names = names
+        self._schemas = schemas
+
+    def names(self) -> list[str]:
+        """Every tool the host offered, when the call started."""
+        return list(self._names)
+
+    def schemas(self, shape: str = "openai") -> Any:
+        """The tools' schemas for function calling (the ``openai`` shape only)."""
+        if shape != "openai":
+            raise ValueError("in a worker process only the 'openai' schema shape is offered")
+        return self._schemas
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Call a host tool; its result, or the tool's error."""
+        fields = {"token": self._token, "tool": name, "arguments": to_wire(arguments or {})}
+        return await self._worker.ask("tool", fields)
+
+    invoke = call
 
 
 def _permissions(plugin: str, data: dict[str, Any]) -> EffectivePermissions:
@@ -380,6 +428,31 @@ class _Worker:
         self.hooks: dict[str, list[Implementation]] = {}
         self._running: dict[Any, anyio.CancelScope] = {}
         self.cpu = _CpuLimit(start.get("max_cpu_time_secs"))
+        for name, methods in (start.get("host_providers") or {}).items():
+            self.host.providers._add(_HOST, name, _HostProvider(self, name, methods))
+        self._asks: dict[int, list[Any]] = {}  # rid -> [event, reply]
+        self._rids = itertools.count(1)
+        self._channels: dict[int, tuple[str, Any, Any]] = {}  # id -> (name, channel, iterator)
+        self._channel_ids = itertools.count(1)
+
+    async def ask(self, op: str, fields: dict[str, Any]) -> Any:
+        """Ask the host (a provider's method, a tool) and wait for its answer.
+
+        The host reads while it waits for one of this worker's replies, so ask from code
+        the host called: a tool, a stage, a provider method, a channel.
+        """
+        rid = next(self._rids)
+        waiter: list[Any] = [anyio.Event(), None]
+        self._asks[rid] = waiter
+        try:
+            await self.pipe.send({"rid": rid, "op": op, **fields})
+            await waiter[0].wait()
+        finally:
+            self._asks.pop(rid, None)
+        reply: dict[str, Any] = waiter[1]
+        if reply.get("ok"):
+            return reply.get("result")
+        raise decode_error(reply.get("error") or {}, "the host")
 
     async def _call(
         self, function: Callable[..., Any], *args: Any, operation: str, **options: Any
@@ -457,7 +530,18 @@ class _Worker:
             for event, handlers in self.context.handlers.items()
             for index, (_, names) in enumerate(handlers)
         ]
-        return {"tools": tools, "pipeline_stages": stages, "events": events}
+        providers = [
+            {"name": name, "methods": public_methods(self.host.providers.get(name))}
+            for name in self.host.providers.owned_by(self.name)
+        ]
+        channels = self.host.channels.owned_by(self.name)
+        return {
+            "tools": tools,
+            "pipeline_stages": stages,
+            "events": events,
+            "providers": providers,
+            "channels": channels,
+        }
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -467,6 +551,12 @@ class _Worker:
                 message = await self.pipe.receive()
                 if message is None or message.get("op") == "stop":
                     break
+                if "rid" in message:  # the host's answer to one of our questions
+                    waiter = self._asks.get(message["rid"])
+                    if waiter is not None:
+                        waiter[1] = message
+                        waiter[0].set()
+                    continue
                 if message.get("op") == "cancel":
                     running = self._running.get(message.get("id"))
                     if running is not None:
@@ -501,6 +591,16 @@ class _Worker:
             return await self._event(message)
         if op == "stage":
             return await self._stage(message["stage"], message["message"])
+        if op == "provider":
+            return await self._provider(message)
+        if op == "channel_open":
+            return await self._channel_open(message["factory"], message.get("config") or {})
+        if op == "channel_next":
+            return await self._channel_next(message["channel"])
+        if op == "channel_send":
+            return await self._channel_send(message["channel"], message["response"])
+        if op == "channel_close":
+            return await self._channel_close(message["channel"])
         if op == "health":
             return await self._health()
         if op == "deactivate":
@@ -556,6 +656,70 @@ class _Worker:
                 f"stage {name!r} returned {type(result).__qualname__}, not a Message or None"
             )
         return to_wire(result)
+
+    def _argument(self, value: Any) -> Any:
+        if isinstance(value, dict) and TOOLS_MARK in value:
+            tools = value[TOOLS_MARK]
+            return _HostTools(self, tools["token"], tools["names"], tools["schemas"])
+        return arg_from_wire(value)
+
+    async def _provider(self, message: dict[str, Any]) -> Any:
+        name, method = str(message["provider"]), str(message["method"])
+        provider = self.host.providers.get(name)
+        if method.startswith("_") or method not in public_methods(provider):
+            raise AttributeError(f"provider {name!r} has no method {method!r}")
+        args = [self._argument(arg) for arg in message.get("args") or ()]
+        kwargs = {key: self._argument(arg) for key, arg in (message.get("kwargs") or {}).items()}
+        result = await self._call(
+            getattr(provider, method), *args, operation=f"provider {name}.{method}", kwargs=kwargs
+        )
+        try:
+            return arg_to_wire(result)
+        except TypeError as exc:
+            raise TypeError(
+                f"provider {name!r} method {method!r} returned a value that is not JSON data: {exc}"
+            ) from None
+
+    async def _channel_open(self, name: str, config: dict[str, Any]) -> int:
+        factory = self.host.channels.get(name)
+        channel = await self._call(factory, config, operation=f"create channel {name}")
+        if inspect.isawaitable(channel):
+            channel = await channel
+        channel_id = next(self._channel_ids)
+        self._channels[channel_id] = (name, channel, None)
+        return channel_id
+
+    async def _channel_next(self, channel_id: int) -> Any:
+        name, channel, iterator = self._channels[channel_id]
+        if iterator is None:
+            iterator = channel.messages()
+            self._channels[channel_id] = (name, channel, iterator)
+
+        async def next_message() -> Any:
+            return await iterator.__anext__()
+
+        try:
+            message = await self._call(next_message, operation=f"channel {name}")
+        except StopAsyncIteration:
+            return None
+        if not isinstance(message, Message):
+            raise TypeError(f"channel {name!r} yielded {type(message).__qualname__}, not a Message")
+        return to_wire(message)
+
+    async def _channel_send(self, channel_id: int, data: dict[str, Any]) -> None:
+        name, channel, _ = self._channels[channel_id]
+        await self._call(channel.send, Response(**data), operation=f"channel {name} send")
+
+    async def _channel_close(self, channel_id: int) -> None:
+        # The channel stays: its send() may still be called after its messages ended.
+        entry = self._channels.get(channel_id)
+        if entry is None or entry[2] is None:
+            return
+        name, channel, iterator = entry
+        self._channels[channel_id] = (name, channel, None)
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await self._call(aclose, operation=f"channel {name} close", sync_in_thread=False)
 
     async def _health(self) -> str | None:
         for implementation in self.hooks.get("health_check", ()):

@@ -30,11 +30,13 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 
+from ._limits import loop_notifier
 from ._sandbox import sandbox_scope
 from ._wire import MAX_LINE, decode, decode_error, encode
 from .errors import PluginTimeout, WorkerDied
@@ -96,6 +98,17 @@ def _log_lines(fd: int, plugin: str) -> None:
                 plain.info("%s", line)
 
 
+def _watch_exit(
+    pid: int, notify: Callable[[Callable[[], object]], object], then: Callable[[], object]
+) -> None:
+    """Wait (in a daemon thread) until process ``pid`` exits, then run ``then`` on the event
+    loop. ``WNOWAIT`` leaves the exit status for whoever reaps the process."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody to tell
+        notify(then)
+
+
 def _cpu_reason(cpu_limit: float | None) -> str:
     """Why a worker died of SIGXCPU: the plugin used up its CPU time."""
     if cpu_limit is None:
@@ -147,6 +160,11 @@ class WorkerProcess:
         self.limits: dict[str, Any] = {}
         #: Its ``max_cpu_time_secs``, to say so when it dies of SIGXCPU (``RLIMIT_CPU``).
         self.cpu_limit: float | None = None
+        #: Called on the event loop once the process has exited, whatever ended it.
+        self.on_exit: Callable[[WorkerProcess], object] | None = None
+        #: Called with each request the worker sends the host (``{"rid": n, ...}``, read
+        #: while a call waits); answer with ``answer``.
+        self.on_request: Callable[[dict[str, Any]], object] | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.alive else f"gone ({self.returncode})"
@@ -214,6 +232,12 @@ class WorkerProcess:
             os.close(write_fd)  # the worker holds the only write end now
         worker = cls(plugin, process, log)
         worker.cpu_limit = cpu_limit
+        threading.Thread(
+            target=_watch_exit,
+            args=(process.pid, loop_notifier(), worker._exited),
+            name=f"clawhost-worker-exit-{plugin}",
+            daemon=True,
+        ).start()
         try:
             await worker._send(start, "start")
             ready = await worker._expect("ready", "start", startup_timeout)
@@ -331,7 +355,17 @@ class WorkerProcess:
             else:
                 self._deliver(message)
 
+    async def answer(self, reply: dict[str, Any]) -> None:
+        """Send the reply to one of the worker's requests (a worker gone by then is not an
+        error: nobody waits for the reply)."""
+        if self.alive:
+            await self._send(reply, "a reply", quiet=True)
+
     def _deliver(self, message: dict[str, Any]) -> None:
+        if "rid" in message:  # the worker asks the host something
+            if self.on_request is not None:
+                self.on_request(message)
+            return
         request_id = message.get("id")
         pending = self._pending.get(request_id) if isinstance(request_id, int) else None
         if pending is not None:
@@ -360,6 +394,10 @@ class WorkerProcess:
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return None
             self._buffer += chunk
+
+    def _exited(self) -> None:
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     # -- ending -----------------------------------------------------------------------------
 

@@ -49,6 +49,18 @@ FIXTURES = frozenset({"clawhost_host", "clawhost_context", "hook_recorder", "cla
 HostFactory = Callable[..., Awaitable["PluginHost"]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--clawhost-isolation=process``: run the plugins of every host ``clawhost_host``
+    builds in worker processes, to test a plugin in both modes without changing a test."""
+    group = parser.getgroup("clawhost")
+    group.addoption(
+        "--clawhost-isolation",
+        choices=("in-process", "process"),
+        default=None,
+        help="where clawhost_host runs plugins (default: the host config's, in-process)",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Mark coroutine tests that use clawhost's fixtures as anyio tests.
@@ -105,17 +117,24 @@ def clawhost_context() -> HostContext:
 
 
 @pytest.fixture
-async def clawhost_host(hook_recorder: HookRecorder) -> AsyncIterator[HostFactory]:
+async def clawhost_host(
+    hook_recorder: HookRecorder, request: pytest.FixtureRequest
+) -> AsyncIterator[HostFactory]:
     """A factory of started throw-away hosts, stopped (plugins deactivated) after the test.
 
     ``await clawhost_host(*plugins, config=None, host_config=None, start=True, **options)``;
-    see ``clawhost.testing.make_test_host`` for the plugins and options.
+    see ``clawhost.testing.make_test_host`` for the plugins and options. Run pytest with
+    ``--clawhost-isolation=process`` and every host runs its plugins in worker processes
+    (unless a test passes ``isolation=`` itself).
     """
     from ._testkit import make_test_host
 
     hosts: list[PluginHost] = []
+    isolation = request.config.getoption("--clawhost-isolation", None)
 
     async def build(*plugins: Any, start: bool = True, **options: Any) -> PluginHost:
+        if isolation is not None:
+            options.setdefault("isolation", isolation)
         host = make_test_host(*plugins, **options)
         hook_recorder.attach(host)
         hosts.append(host)

@@ -35,6 +35,7 @@ __all__ = [
     "HookRecorder",
     "Step",
     "check_plugin",
+    "is_error",
     "make_test_context",
     "make_test_host",
 ]
@@ -50,7 +51,9 @@ def make_test_host(*plugins: Any, **options: Any) -> PluginHost:
     ``[plugin]`` table as a dict, or a path to ``plugin.toml``), or a ``pathlib.Path`` to
     a plugin project, imported from its source tree when it activates.
 
-    Options: ``config`` maps plugin names to their ``[plugins.<name>.config]`` values;
+    Options: ``isolation="process"`` runs the plugins in worker processes (projects and
+    installed plugins; ``pytest --clawhost-isolation=process`` sets it for every
+    ``clawhost_host``); ``config`` maps plugin names to their ``[plugins.<name>.config]`` values;
     ``host_config`` is a whole ``HostConfig``; ``grant_requested`` (default: when no
     ``host_config`` is given) grants every manifest the permissions it asks for; anything
     else goes to ``PluginHost.test_instance`` (``path=None`` also discovers installed
@@ -76,3 +79,21 @@ def _publish() -> None:
 
 
 _publish()
+
+
+def is_error(error: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``error`` is a ``kind``, in either mode: an instance of it in-process, or a
+    ``WorkerError`` standing for one (a plugin's own exception class raised in a worker
+    process crosses as ``WorkerError`` with the class's qualified name).
+
+        with pytest.raises(ToolFailed) as caught:
+            await host.tools.invoke("geocode", {"place": "Atlantis"})
+        assert is_error(caught.value.__cause__, PlaceNotFound)
+    """
+    from .errors import WorkerError
+
+    if isinstance(error, kind):
+        return True
+    return isinstance(error, WorkerError) and error.type_name == (
+        f"{kind.__module__}.{kind.__qualname__}"
+    )
