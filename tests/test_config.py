@@ -270,7 +270,7 @@ def test_an_unknown_key_of_a_plugin_section_is_refused(tmp_path: Path) -> None:
 
     problem = found["plugins.weather.enable"]
     assert problem.message == "unknown key"
-    assert problem.expected == "one of: enabled, config, sandbox, isolation"
+    assert problem.expected == "one of: enabled, config, sandbox, isolation, channels"
 
 
 def test_an_unknown_key_of_a_plugin_sandbox_is_refused(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def echo_app(plugin: str, seen: list[tuple[str, str]] | None = None) -> App:
     ) -> None:
         assert scope["type"] == "http"
         if seen is not None:
-            seen.append((plugin, scope["root_path"] + scope["path"]))
+            seen.append((plugin, scope["path"]))
         body = await read_body(receive)
         sandbox = current_scope()
         raw = scope.get("raw_path")
@@ -477,14 +477,14 @@ async def test_a_plugin_app_never_sees_its_health_route(tmp_path: Path) -> None:
     assert health.json()["plugin"] == "alpha"
     assert posted.status_code == 405
     assert posted.headers["allow"] == "GET, HEAD"
-    assert nested.json()["path"] == "/health/details"  # only the exact route is the host's
+    assert nested.json()["path"] == "/plugins/alpha/health/details"  # only the exact route
     assert seen == [("alpha", "/plugins/alpha/health/details")]
 
 
 # -- forwarding to plugin apps --------------------------------------------------------------------
 
 
-async def test_requests_reach_the_plugin_app_with_its_prefix_moved_to_root_path(
+async def test_requests_reach_the_plugin_app_with_its_prefix_as_root_path(
     tmp_path: Path,
 ) -> None:
     mounts = {"alpha": echo_app("alpha")}
@@ -496,16 +496,20 @@ async def test_requests_reach_the_plugin_app_with_its_prefix_moved_to_root_path(
     assert got == {
         "plugin": "alpha",
         "method": "GET",
-        "path": "/items/7",
-        "raw_path": "/items/7",
+        "path": "/plugins/alpha/items/7",  # the whole path, as uvicorn and Starlette's Mount
+        "raw_path": "/plugins/alpha/items/7",
         "root_path": "/plugins/alpha",
         "query": "full=1",
         "body": "",
         "sandbox": "alpha",  # the app runs as the plugin's code, with its permissions
     }
-    assert (root["path"], root["raw_path"], root["root_path"]) == ("/", "/", "/plugins/alpha")
-    assert encoded["path"] == "/café/a b"
-    assert encoded["raw_path"] == "/caf%C3%A9/a%20b"
+    assert (root["path"], root["raw_path"], root["root_path"]) == (
+        "/plugins/alpha/",
+        "/plugins/alpha/",
+        "/plugins/alpha",
+    )
+    assert encoded["path"] == "/plugins/alpha/café/a b"
+    assert encoded["raw_path"] == "/plugins/alpha/caf%C3%A9/a%20b"
 
 
 async def test_post_bodies_are_forwarded(tmp_path: Path) -> None:
@@ -518,7 +522,7 @@ async def test_post_bodies_are_forwarded(tmp_path: Path) -> None:
     assert response.json()["method"] == "POST"
     assert response.json()["body"] == '{"n": 1}' * 10_000
     assert deleted.json()["method"] == "DELETE"
-    assert deleted.json()["path"] == "/hook/3"
+    assert deleted.json()["path"] == "/plugins/alpha/hook/3"
 
 
 async def test_the_servers_root_path_is_kept_in_front(tmp_path: Path) -> None:
@@ -539,7 +543,11 @@ async def test_the_servers_root_path_is_kept_in_front(tmp_path: Path) -> None:
 
     assert status == 200
     for got in (full, relative):
-        assert (got["root_path"], got["path"], got["raw_path"]) == ("/gw/plugins/alpha", "/x", "/x")
+        assert (got["root_path"], got["path"], got["raw_path"]) == (
+            "/gw/plugins/alpha",
+            "/gw/plugins/alpha/x",
+            "/gw/plugins/alpha/x",
+        )
     assert 'data-status-url="/gw/status.json"' in page
     assert moved.status_code == 307
     assert moved.headers["location"] == "/gw/plugins/alpha/"
@@ -553,7 +561,7 @@ async def test_a_plugin_prefix_without_its_slash_redirects(tmp_path: Path) -> No
 
     assert response.status_code == 307
     assert response.headers["location"] == "/plugins/alpha/?x=1"
-    assert followed.json()["path"] == "/"
+    assert followed.json()["path"] == "/plugins/alpha/"
     assert followed.json()["query"] == "x=1"
 
 
@@ -637,7 +645,8 @@ def failing_app(how: str) -> App:
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
-        if scope["path"] == "/ok":
+        # the app's own route: the path below where it is mounted (root_path)
+        if scope["path"].removeprefix(scope["root_path"]) == "/ok":
             await send_json(send, {"ok": True})
             return
         if how == "raise":
@@ -823,7 +832,7 @@ async def test_a_raw_path_that_does_not_match_the_path_is_refused(tmp_path: Path
     assert status == 400
     assert body == {"error": "refused: raw_path does not match path"}
     assert fine == 200
-    assert echoed["raw_path"] == "/x"
+    assert echoed["raw_path"] == "/plugins/a/x"
 
 
 # -- lifespan and other scopes -----------------------------------------------------------------
@@ -935,8 +944,8 @@ async def test_through_a_real_uvicorn_server(tmp_path: Path) -> None:
     assert posted.json() == {
         "plugin": "a",
         "method": "POST",
-        "path": "/items",
-        "raw_path": "/items",
+        "path": "/plugins/a/items",
+        "raw_path": "/plugins/a/items",
         "root_path": "/plugins/a",
         "query": "x=1",
         "body": "payload",
@@ -984,3 +993,74 @@ async def test_serve_says_when_it_cannot_start(tmp_path: Path) -> None:
             port = taken.getsockname()[1]
             with anyio.fail_after(10), pytest.raises(OSError, match="could not start"):
                 await serve(app, "127.0.0.1", port)
+
+
+# -- plugins registering their HTTP app through ctx ----------------------------------------------
+
+SERVES = """
+from clawhost import hookimpl
+
+async def app(scope, receive, send):
+    body = ("hello from " + scope["path"].removeprefix(scope["root_path"])).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+@hookimpl
+def activate(ctx):
+    ctx.register_http_app(app)
+"""
+
+
+def serving_plugin(tmp_path: Path, name: str, sections: dict[str, str]) -> None:
+    directory_plugin(tmp_path / "plugins", name, SERVES, sections=sections)
+
+
+async def test_a_plugin_declaring_plugin_http_serves_its_app_under_its_prefix(
+    tmp_path: Path,
+) -> None:
+    serving_plugin(tmp_path, "site", {"http": '[plugin.http]\ndescription = "a web page"'})
+    host = PluginHost(config=HostConfig(), dirs=[tmp_path / "plugins"], path=[], cache=False)
+    async with host:
+        assert host.context.registrations("site").http == ("/plugins/site/",)
+        async with client(host.http_app()) as http:
+            page = await http.get("/plugins/site/index")
+            status = (await http.get("/status.json")).json()
+        assert (page.status_code, page.text) == (200, "hello from /index")
+        assert [row["name"] for row in status["plugins"]] == ["site"]
+        await host.deactivate("site")
+        # deactivation unmounts it: nothing is left behind
+        assert host.context.registrations("site").is_empty()
+        assert host.context.http.get("site") is None
+
+
+@pytest.mark.parametrize(
+    ("sections", "stage", "expected"),
+    [
+        ({}, "activate", "registered an HTTP app, which its manifest does not declare"),
+        (
+            {"v1": "manifest_version = 1", "http": "[plugin.http]"},
+            "load",
+            "[plugin.http] needs manifest_version = 2",
+        ),
+        ({"http": "[plugin.http]\nport = 80"}, "load", "plugin.http.port"),
+    ],
+)
+async def test_an_undeclared_or_invalid_http_surface_is_refused(
+    tmp_path: Path, sections: dict[str, str], stage: str, expected: str
+) -> None:
+    serving_plugin(tmp_path, "site", sections)
+    directory_plugin(tmp_path / "plugins", "fine", FINE)
+    host = PluginHost(config=HostConfig(), dirs=[tmp_path / "plugins"], path=[], cache=False)
+    async with host:
+        record = host.plugins.get("site")
+        if stage == "load":  # a manifest that does not validate: reported by discovery
+            problems = [str(d) for d in host.discover().diagnostics]
+            assert any(expected in problem for problem in problems), problems
+            assert record is None or record.state.name == "FAILED"
+        else:
+            assert record is not None
+            assert record.state.name == "FAILED"
+            assert record.failure is not None
+            assert expected in record.failure.reason
+        assert host.context.http.get("site") is None
+        assert host.plugins["fine"].state.name == "ACTIVE"

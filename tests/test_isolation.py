@@ -247,6 +247,7 @@ async def test_a_plugin_in_a_worker_serves_tools_events_and_stages(
                 "pipeline_stages": ["shout"],
                 "providers": [],
                 "events": ["custom_event", "on_message_received"],
+                "http": [],
             }
 
     assert record.state is S.INACTIVE

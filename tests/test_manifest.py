@@ -70,7 +70,7 @@ def test_the_product_guide_manifest_is_valid() -> None:
     assert manifest.name == "weather"
     assert manifest.version == "1.2.0"
     assert manifest.min_clawdesk_version == "0.5.0"
-    assert manifest.manifest_version == 1
+    assert manifest.manifest_version == 2  # the default since [plugin.http]
     assert manifest.capabilities.tools == ("get_weather", "get_forecast")
     assert manifest.permissions.network == ("api.openweathermap.org:443",)
     assert manifest.config["api_key"].required
@@ -148,7 +148,7 @@ def test_a_file_without_a_plugin_table_says_so() -> None:
         ("plugin.name", "name = 7", "a string"),
         ("plugin.version", 'version = "one"', "not a valid version"),
         ("plugin.min_clawdesk_version", 'min_clawdesk_version = "soon"', "not a valid version"),
-        ("plugin.manifest_version", "manifest_version = 2", "upgrade clawhost"),
+        ("plugin.manifest_version", "manifest_version = 3", "upgrade clawhost"),
         ("plugin.manifest_version", 'manifest_version = "1"', "an integer"),
         ("plugin.entry", 'entry = "not valid!"', "'module' or 'module:object'"),
         ("plugin.capabilities", "capabilities = 3", "a table"),

@@ -122,6 +122,7 @@ ERRORS_ALL = [
     "ToolFailed",
     "ToolNotFound",
     "UndeclaredCapability",
+    "UndeclaredSurface",
     "UnsafeArchive",
     "VersionConflict",
     "WorkerDied",

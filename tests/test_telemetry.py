@@ -86,6 +86,37 @@ async def test_tool_calls_and_lifecycle_stages_are_counted() -> None:
     }
 
 
+class Counting:
+    @hookimpl
+    def activate(self, ctx: PluginContext) -> None:
+        requests = ctx.meter.create_counter("counting.requests")
+
+        @tool
+        def count(n: int) -> int:
+            """Count n requests."""
+            requests.add(n, {"route": "count"})
+            return n
+
+        ctx.register_tool(count)
+
+
+async def test_each_plugin_has_its_own_meter() -> None:
+    async with PluginHost.test_instance(("counting", Counting())) as host:
+        await host.tools.invoke("count", {"n": 3})
+        await host.tools.invoke("count", {"n": 4})
+
+    data = _METRICS.get_metrics_data()
+    assert data is not None
+    scopes = {
+        scope.scope.name: {metric.name: metric for metric in scope.metrics}
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+    }
+    own = scopes["clawhost.plugin.counting"]["counting.requests"]
+    assert sum(point.value for point in own.data.data_points) == 7
+    assert "counting.requests" not in scopes["clawhost"]
+
+
 def test_without_an_sdk_opentelemetry_is_never_imported() -> None:
     script = (
         "import sys, anyio, clawhost\n"

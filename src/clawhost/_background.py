@@ -87,6 +87,18 @@ class Background:
         if task is not None:
             task.cancel()
 
+    async def stop(self, key: Hashable) -> None:
+        """Cancel the task with ``key``, if one runs, and wait until it has ended."""
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            with anyio.CancelScope(shield=True):
+                await task.ended().wait()
+
+    def running(self) -> list[Hashable]:
+        """The keys of the tasks running now."""
+        return list(self._tasks)
+
     async def aclose(self) -> None:
         """Cancel every task and wait until each has ended."""
         while self._tasks:

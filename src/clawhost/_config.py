@@ -154,6 +154,22 @@ class SandboxOverrides(_Section):
         return defaults.model_copy(update=update) if update else defaults
 
 
+class ChannelInstanceSettings(_Section):
+    """``[plugins.<name>.channels.<instance>]``: one channel the host runs and supervises.
+
+    ``channel`` names the factory (the plugin's ``register_channel_factory`` name; default:
+    the instance's own name); ``config`` is what the factory is given. A channel that fails
+    is started again after ``restart_backoff_secs``, doubling up to
+    ``restart_backoff_max_secs``, at most ``max_restarts`` times in a row.
+    """
+
+    channel: Annotated[str, StringConstraints(min_length=1)] | None = None
+    config: dict[str, Any] = Field(default_factory=dict, repr=False)
+    restart_backoff_secs: Seconds = 5.0
+    restart_backoff_max_secs: Seconds = 300.0
+    max_restarts: PositiveInt = 10
+
+
 class PluginSettings(_Section):
     """``[plugins.<name>]``: whether the plugin runs, its raw config and sandbox overrides.
 
@@ -166,6 +182,11 @@ class PluginSettings(_Section):
     sandbox: SandboxOverrides = Field(default_factory=SandboxOverrides)
     #: ``[plugins.<name>] isolation``: the same as ``[plugins.<name>.sandbox] isolation``.
     isolation: Isolation | None = None
+    #: ``[plugins.<name>.channels.<instance>]``: the channels the host runs for it.
+    channels: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")],
+        ChannelInstanceSettings,
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_isolation(self) -> PluginSettings:
@@ -381,6 +402,8 @@ _EXPECTED_BY_KEY = {
     "max_concurrency": "an integer >= 1",
     "isolation": "'in-process' or 'process'",
     "restart": "true or false",
+    "channels": "a table of channel instances",
+    "channel": "a channel factory's name",
     "restart_backoff_secs": "a number of seconds > 0",
     "restart_backoff_max_secs": "a number of seconds > 0",
     "max_restarts": "an integer >= 1",

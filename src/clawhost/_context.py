@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._events import EventBus, OnError, Pipeline
 from ._guard import DirectGuard, Guard
+from ._http import HttpRoutes
 from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
 from ._tools import Tool
-from .errors import ContextClosed, UndeclaredCapability
+from .errors import ContextClosed, UndeclaredCapability, UndeclaredSurface
 
 if TYPE_CHECKING:
     from ._manifest import Capabilities, Manifest
@@ -36,11 +37,18 @@ class Registrations:
     pipeline_stages: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
+    #: The HTTP prefix its app is mounted at (``("/plugins/<name>/",)``), if any.
+    http: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         """Whether nothing at all is registered (what deactivation must leave behind)."""
         return not (
-            self.tools or self.channels or self.pipeline_stages or self.providers or self.events
+            self.tools
+            or self.channels
+            or self.pipeline_stages
+            or self.providers
+            or self.events
+            or self.http
         )
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -50,6 +58,7 @@ class Registrations:
             "pipeline_stages": list(self.pipeline_stages),
             "providers": list(self.providers),
             "events": list(self.events),
+            "http": list(self.http),
         }
 
 
@@ -68,6 +77,8 @@ class HostContext:
         self.channels = ChannelRegistry(current_guard)
         self.pipeline = Pipeline(current_guard)
         self.providers = ProviderRegistry()
+        #: Plugins' HTTP apps, served by ``GatewayApp`` under ``/plugins/<name>/``.
+        self.http = HttpRoutes()
 
     @classmethod
     def test_context(cls) -> HostContext:
@@ -87,6 +98,7 @@ class HostContext:
             pipeline_stages=tuple(self.pipeline.owned_by(owner)),
             providers=tuple(self.providers.owned_by(owner)),
             events=tuple(self.events.owned_by(owner)),
+            http=(f"/plugins/{owner}/",) if self.http.get(owner) is not None else (),
         )
 
     def remove_owner(self, owner: str) -> Registrations:
@@ -97,6 +109,7 @@ class HostContext:
             pipeline_stages=tuple(self.pipeline._remove_owner(owner)),
             providers=tuple(self.providers._remove_owner(owner)),
             events=tuple(self.events._remove_owner(owner)),
+            http=self.http.remove_owner(owner),
         )
 
     def plugin_context(
@@ -160,6 +173,16 @@ class PluginContext:
 
     def __repr__(self) -> str:
         return f"<PluginContext {self.name} {self.version}>"
+
+    @property
+    def meter(self) -> Any:
+        """The plugin's own OpenTelemetry meter (``opentelemetry.metrics.Meter``), named
+        ``clawhost.plugin.<name>`` with the plugin's version: counters and histograms a
+        plugin makes here reach the application's metrics exporter, if it has one, and
+        cost nothing otherwise (the API's no-op meter)."""
+        from opentelemetry import metrics
+
+        return metrics.get_meter(f"clawhost.plugin.{self.name}", self.version or "")
 
     # -- what the plugin may use ---------------------------------------------------------
 
@@ -260,6 +283,17 @@ class PluginContext:
         self._check("provider", name, self._declared.providers if self._declared else None)
         with self._adding("provider", name):
             self._host.providers._add(self.name, name, provider)
+
+    def register_http_app(self, app: Callable[..., Any]) -> None:
+        """Serve ``app``, an ASGI application, under ``/plugins/<name>/`` of the host's
+        gateway app (``host.http_app()``): its routes are its own, below that prefix. The
+        manifest must declare ``[plugin.http]`` (when it is enforced); one app per plugin."""
+        if not callable(app):
+            raise TypeError(f"plugin {self.name!r}: an HTTP app must be an ASGI callable")
+        if self._declared is not None and (self.manifest is None or self.manifest.http is None):
+            raise UndeclaredSurface(self.name, "an HTTP app", "[plugin.http]")
+        with self._adding("http app", f"/plugins/{self.name}/"):
+            self._host.http.mount(self.name, app)
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Handle ``event``: the callback gets the event's first payload field, or the

@@ -8,6 +8,7 @@ depending on it are skipped with "dependency X failed", and every other plugin g
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -22,6 +23,7 @@ import anyio
 from . import _telemetry
 from ._background import Background
 from ._backoff import Backoff
+from ._channels import ChannelHandler, ChannelSupervisor, default_handler
 from ._context import HostContext
 from ._discover import (
     DEFAULT_GROUP,
@@ -123,6 +125,12 @@ class PluginHost:
         # each restarted plugin's backoff.
         self._background = Background()
         self._backoffs: dict[str, Backoff] = {}
+        # Supervised channels (clawhost._channels), by (plugin, instance).
+        self._channel_supervisors: dict[tuple[str, str], ChannelSupervisor] = {}
+        #: What a supervised channel's messages go to: the response to send back, or
+        #: ``None``. By default ``on_message_received`` is broadcast and the pipeline runs;
+        #: ``clawhost.gateway.Gateway`` sets its own (pipeline, provider, tools).
+        self.channel_handler: ChannelHandler = functools.partial(default_handler, self)
         self._reload_listeners: list[Callable[[ReloadEvent], Any]] = []
 
     @classmethod
@@ -419,6 +427,28 @@ class PluginHost:
                 f" (tools: {', '.join(registered.tools)})" if registered.tools else "",
             )
         await self.events.dispatch("on_plugin_activated", plugin=record.name, version=version)
+        self._start_channels(record)
+
+    def _start_channels(self, record: PluginRecord) -> None:
+        """Run the plugin's configured channel instances (``[plugins.<name>.channels]``)."""
+        for instance, settings in self.config.settings_for(record.name).channels.items():
+            supervisor = ChannelSupervisor(self, record.name, instance, settings)
+            self._channel_supervisors[(record.name, instance)] = supervisor
+            self._background.start_soon(("channel", record.name, instance), supervisor.run)
+
+    async def _stop_channels(self, name: str) -> None:
+        for key in self._background.running():
+            if isinstance(key, tuple) and key[:2] == ("channel", name):
+                await self._background.stop(key)
+
+    def channel_status(self) -> list[dict[str, Any]]:
+        """Every supervised channel instance now: plugin, channel, instance, state
+        (starting, running, backoff, stopped, failed), last error, restarts, since and
+        the next restart's time (``time.time()``)."""
+        return [
+            supervisor.status().to_dict()
+            for _, supervisor in sorted(self._channel_supervisors.items())
+        ]
 
     async def _bring_up(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
         self._prepare_limits(record, candidate)
@@ -492,6 +522,7 @@ class PluginHost:
     async def _roll_back(self, record: PluginRecord, *, forget: bool = False) -> None:
         """Undo a partial activation: cleanups, registrations, the pluggy registration;
         with ``forget`` (a failed activation) also its modules, so a fix is imported."""
+        await self._stop_channels(record.name)  # before what they use goes away
         context = record.context
         if context is not None:
             context._close()  # from now on a late registration is refused, not leaked
@@ -967,6 +998,16 @@ class PluginHost:
         return candidate
 
     _memory_manifests: frozenset[str] = frozenset()
+
+    def http_app(self, *, channel_status: Callable[[], list[dict[str, Any]]] | None = None) -> Any:
+        """The gateway's ASGI application: the status page at ``/``, ``/status.json``,
+        ``/health``, each plugin's ``/plugins/<name>/health``, and the HTTP apps plugins
+        register (``ctx.register_http_app``) under ``/plugins/<name>/``. Serve it with any
+        ASGI server (``clawhost._http.serve`` runs uvicorn on 127.0.0.1)."""
+        from ._http import GatewayApp
+
+        statuses = channel_status if channel_status is not None else self.channel_status
+        return GatewayApp(self, self._context.http, channel_status=statuses)
 
     def add_project(self, path: str | Path) -> list[DiscoveredPlugin]:
         """Offer the plugins of a plugin project folder (``clawhost plugins create``'s

@@ -10,7 +10,8 @@
 * ``GET /plugins/<name>/health``: one plugin's health check (200, 503, or 404);
 * ``/plugins/<name>/<rest>``, any method: the plugin's own ASGI app, mounted in
   ``HttpRoutes``, with ``root_path`` extended by ``/plugins/<name>`` and ``path`` (and
-  ``raw_path``) set to ``/<rest>``; ``/plugins/<name>`` redirects (307) to
+  ``raw_path``) the whole path, as uvicorn and Starlette's ``Mount`` give a mounted app
+  (the app routes on ``path`` below ``root_path``); ``/plugins/<name>`` redirects (307) to
   ``/plugins/<name>/``. ``/plugins/<name>/health`` belongs to the host and is never
   forwarded. The app runs as the plugin's code (its sandbox scope, so its permissions
   hold), and waits while the plugin hot-reloads, as a tool call does; it gets 404 while
@@ -107,9 +108,9 @@ class HttpRoutes:
             raise ValueError(f"plugin {owner!r} already has an HTTP app at {PREFIX}{owner}/")
         self._apps[owner] = app
 
-    def remove_owner(self, owner: str) -> None:
-        """Unmount ``owner``'s app, if it has one."""
-        self._apps.pop(owner, None)
+    def remove_owner(self, owner: str) -> tuple[str, ...]:
+        """Unmount ``owner``'s app, if it has one; the prefix it was served at, if any."""
+        return (f"{PREFIX}{owner}/",) if self._apps.pop(owner, None) is not None else ()
 
     def get(self, owner: str) -> ASGIApp | None:
         """``owner``'s app, or ``None``."""
@@ -373,9 +374,11 @@ class GatewayApp:
                 headers=[(b"location", location.encode("latin-1"))],
             )
             return
+        # As uvicorn, Starlette's Mount and asgiref do: ``path`` stays the whole path and
+        # ``root_path`` grows by the prefix, so the app's own URLs keep /plugins/<name>.
         child = dict(scope)
         child["root_path"] = f"{root}{PREFIX}{name}"
-        child["path"] = "/" + rest
+        child["path"] = f"{root}{PREFIX}{name}/{rest}"
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None:
             raw_route = _strip_root_raw(raw_path, root)
@@ -383,7 +386,8 @@ class GatewayApp:
                 error = "refused: raw_path does not match path"
                 await _json(send, 400, {"error": error}, head=head)
                 return
-            child["raw_path"] = b"/" + raw_route.split(b"/", 3)[3]
+            prefix = f"{root}{PREFIX}{name}/".encode("latin-1")
+            child["raw_path"] = prefix + raw_route.split(b"/", 3)[3]
         await self._forward(record, app, child, receive, send)
 
     async def _forward(
@@ -408,7 +412,7 @@ class GatewayApp:
                 "the HTTP app of plugin %r failed on %s %s",
                 name,
                 scope["method"],
-                scope["root_path"] + scope["path"],
+                scope["path"],
             )
             if not started:
                 error = f"the HTTP app of plugin {name!r} failed ({type(exc).__name__})"
@@ -421,7 +425,7 @@ class GatewayApp:
                 "the HTTP app of plugin %r returned without a response to %s %s",
                 name,
                 scope["method"],
-                scope["root_path"] + scope["path"],
+                scope["path"],
             )
             error = f"the HTTP app of plugin {name!r} returned without a response"
             await _json(send, 500, {"error": error, "plugin": name}, head=head)

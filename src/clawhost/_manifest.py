@@ -37,6 +37,7 @@ __all__ = [
     "SUPPORTED_MANIFEST_VERSION",
     "Capabilities",
     "ConfigOption",
+    "HttpSection",
     "Manifest",
     "Permissions",
     "load_manifest",
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 MANIFEST_FILENAME = "plugin.toml"
-SUPPORTED_MANIFEST_VERSION = 1
+SUPPORTED_MANIFEST_VERSION = 2
+#: The first manifest_version with the gateway's surfaces (``[plugin.http]``).
+SURFACES_MANIFEST_VERSION = 2
 #: A manifest is a few kilobytes; anything larger is refused before it is parsed.
 MAX_MANIFEST_BYTES = 256 * 1024
 
@@ -143,6 +146,13 @@ class Permissions(_Section):
     subprocess: StrictBool = False
 
 
+class HttpSection(_Section):
+    """``[plugin.http]``: the plugin serves an ASGI app under ``/plugins/<name>/`` of the
+    host's gateway app (``ctx.register_http_app``); nothing else is allowed to."""
+
+    description: str = ""
+
+
 class ConfigOption(_Section):
     """One key of the plugin's configuration schema (``[plugin.config.<key>]``)."""
 
@@ -208,6 +218,16 @@ class Manifest(_Section):
     config: dict[
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ConfigOption
     ] = {}
+    http: HttpSection | None = None
+
+    @model_validator(mode="after")
+    def _surfaces_need_version_2(self) -> Manifest:
+        if self.http is not None and self.manifest_version < SURFACES_MANIFEST_VERSION:
+            raise ValueError(
+                f"[plugin.http] needs manifest_version = {SURFACES_MANIFEST_VERSION} "
+                f"(this manifest says {self.manifest_version})"
+            )
+        return self
 
     @field_validator("manifest_version")
     @classmethod
@@ -238,6 +258,7 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "capabilities": tuple(Capabilities.model_fields),
     "permissions": tuple(Permissions.model_fields),
     "config": tuple(ConfigOption.model_fields),
+    "http": tuple(HttpSection.model_fields),
 }
 
 

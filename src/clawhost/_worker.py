@@ -73,7 +73,7 @@ from ._wire import (
     public_methods,
     to_wire,
 )
-from .errors import PermissionDenied, ToolArgumentsInvalid
+from .errors import NotIsolatable, PermissionDenied, ToolArgumentsInvalid
 from .hookspecs import EVENT_HOOKS
 
 __all__ = ["main"]
@@ -201,6 +201,12 @@ class _WorkerContext(PluginContext):
     def __init__(self, host: HostContext, name: str, **options: Any) -> None:
         super().__init__(host, name, **options)
         self.handlers: dict[str, list[Handler]] = {}
+
+    def register_http_app(self, app: Callable[..., Any]) -> None:
+        """Refused in a worker: an ASGI app is called with the host's request objects."""
+        raise NotIsolatable(
+            self.name, "an HTTP app", "an ASGI app cannot be called across the boundary yet"
+        )
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Handle ``event`` (the host dispatches it here through a proxy)."""

@@ -89,6 +89,7 @@ __all__ = [
     "ToolFailed",
     "ToolNotFound",
     "UndeclaredCapability",
+    "UndeclaredSurface",
     "UnsafeArchive",
     "VersionConflict",
     "WorkerDied",
@@ -497,6 +498,22 @@ class UndeclaredCapability(RegistrationError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.plugin, self.kind, self.name, self.declared))
+
+
+class UndeclaredSurface(RegistrationError):
+    """A plugin offered a gateway surface (an HTTP app) its manifest does not declare."""
+
+    def __init__(self, plugin: str, surface: str, section: str) -> None:
+        self.plugin = plugin
+        self.surface = surface
+        self.section = section
+        super().__init__(
+            f"plugin {plugin!r} registered {surface}, which its manifest does not declare: "
+            f"add {section} (manifest_version = 2) to its plugin.toml"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.plugin, self.surface, self.section))
 
 
 class RegistrationConflict(RegistrationError):

@@ -169,6 +169,16 @@ class Gateway:
         self.exchanges.append(exchange)
         return exchange
 
+    async def respond(self, message: Message) -> Response | None:
+        """``handle`` a message and return the response (``None``: a stage dropped it):
+        what the host's supervised channels need (``attach``)."""
+        return (await self.handle(message)).response
+
+    def attach(self) -> None:
+        """Answer the host's supervised channels (``[plugins.<name>.channels.<instance>]``)
+        through this gateway: pipeline, provider and tools, as ``handle`` does."""
+        self.host.channel_handler = self.respond
+
     async def handle_text(self, text: str, *, sender: str = "user") -> Exchange:
         """``handle`` a message made from ``text``, as if it came in on the channel."""
         return await self.handle(Message(text, sender=sender, channel=self.settings.channel))

@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from clawhost._shape import Shape, classify
 from clawhost._state import PluginState
 
 if TYPE_CHECKING:
     from clawhost._config import HostConfig
+    from clawhost._context import Registrations
     from clawhost._discover import Diagnostic, DiscoveredPlugin
     from clawhost._host import PluginHost
     from clawhost._manifest import Manifest
@@ -60,6 +62,8 @@ class PluginView:
     granted: EffectivePermissions | None = None
     refused: tuple[str, ...] = ()
     active: bool | None = None  #: set by ``--activate`` probes
+    #: What it registered while active, when an ``--activate`` probe brought it up.
+    registered: Registrations | None = None
 
     @property
     def name(self) -> str:
@@ -111,9 +115,15 @@ class PluginView:
             return {}
         return {kind: list(names) for kind, names in manifest.capabilities.model_dump().items()}
 
+    def shape(self) -> tuple[Shape, tuple[str, ...]]:
+        """The plugin's shape and kinds (``clawhost._shape.classify``): from the manifest,
+        joined by what it registered when an ``--activate`` probe brought it up."""
+        return classify(self.manifest, self.registered if self.active else None)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``plugins list --json`` object."""
         plugin = self.plugin
+        shape, kinds = self.shape()
         return {
             "name": self.name,
             "version": self.version,
@@ -121,6 +131,8 @@ class PluginView:
             "status": self.status,
             "enabled": self.enabled,
             "capabilities": self.capabilities(),
+            "shape": shape,
+            "kinds": list(kinds),
             "source": str(plugin.source) if plugin else None,
             "distribution": plugin.source.distribution if plugin else None,
             "error": (

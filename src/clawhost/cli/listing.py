@@ -1,11 +1,15 @@
 """``clawhost plugins list`` and ``clawhost plugins inspect NAME``.
 
 Both discover, load and resolve without importing plugin code, so Status says whether
-each plugin is ready to run, disabled, or failed (stage and reason). ``list --activate``
-also activates each plugin, in a subprocess of its own.
+each plugin is ready to run, disabled, or failed (stage and reason), and Shape what kinds
+of capability it declares. ``list --activate`` also activates each plugin, in a subprocess
+of its own, and counts what it registered in its shape.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 import click
@@ -21,6 +25,9 @@ from .render import (
 )
 from .state import AppState
 
+if TYPE_CHECKING:
+    from clawhost._context import Registrations
+
 __all__ = ["inspect_command", "list_command"]
 
 
@@ -34,7 +41,7 @@ __all__ = ["inspect_command", "list_command"]
 )
 @click.pass_obj
 def list_command(state: AppState, as_json: bool, activate: bool) -> None:
-    """List installed plugins: Name, Version, Status, Capabilities."""
+    """List installed plugins: Name, Version, Status, Shape, Capabilities."""
     inventory = anyio.run(take_inventory, state)
     if activate:
         _activate(state, inventory)
@@ -72,11 +79,22 @@ def _activate(state: AppState, inventory: Inventory) -> None:
             continue
         # It came up; a later problem (health, deactivation) is shown beside "Active".
         view.active = True
+        view.registered = _registrations(report.registered)
         if report.errors:
             view.failure = (report.errors[0].step, report.errors[0].message)
 
 
 _BEFORE_ACTIVE = frozenset({"discover", "load", "resolve", "activate"})
+
+
+def _registrations(registered: Mapping[str, Iterable[str]]) -> Registrations:
+    """A probe report's ``registered`` (``Registrations.as_dict``) read back."""
+    from dataclasses import fields
+
+    from clawhost._context import Registrations
+
+    kinds = (item.name for item in fields(Registrations))
+    return Registrations(**{kind: tuple(registered.get(kind, ())) for kind in kinds})
 
 
 @click.command("inspect")

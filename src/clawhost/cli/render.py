@@ -27,6 +27,7 @@ __all__ = [
     "make_console",
     "plugins_table",
     "render_inspect",
+    "shape_text",
     "status_text",
 ]
 
@@ -35,6 +36,7 @@ _KIND_LABELS = {
     "channels": "channels",
     "pipeline_stages": "stages",
     "providers": "providers",
+    "http": "http",
 }
 _STATUS_STYLES = {"active": "green", "ready": "green", "disabled": "dim", "failed": "red"}
 
@@ -83,18 +85,29 @@ def status_text(view: PluginView, *, limit: int = 10_000) -> Text:
     return text
 
 
+def shape_text(view: PluginView, *, kinds: bool = True) -> str:
+    """``hybrid (channels, stages, providers)``, ``capability (tools)``, ``none``; with
+    ``kinds=False`` the shape alone."""
+    shape, found = view.shape()
+    if not kinds or not found:
+        return shape
+    return f"{shape} ({', '.join(_KIND_LABELS.get(kind, kind) for kind in found)})"
+
+
 def plugins_table(views: Iterable[PluginView]) -> Table:
-    """The ``plugins list`` table: Name, Version, Status, Capabilities."""
+    """The ``plugins list`` table: Name, Version, Status, Shape, Capabilities."""
     table = Table(show_lines=False)
     table.add_column("Name", style="bold", no_wrap=True)
     table.add_column("Version", no_wrap=True)
     table.add_column("Status")
+    table.add_column("Shape", no_wrap=True)
     table.add_column("Capabilities")
     for view in views:
         table.add_row(
             view.name,
             view.version or "?",
             status_text(view, limit=72),
+            shape_text(view, kinds=False),
             capabilities_text(view.capabilities()),
         )
     return table
@@ -124,6 +137,10 @@ def render_inspect(console: Console, view: PluginView, inventory: Inventory) -> 
         fields.append(("Other versions", ", ".join(others)))
     _print_fields(console, fields)
     _section(console, "Capabilities")
+    shape = shape_text(view)
+    if shape == "none" and not view.active:  # event hooks are not declared in a manifest
+        shape += " (declares no capability; event hooks show only once it is active)"
+    console.print(f"  Shape: {shape}", markup=False)
     for kind, names in view.capabilities().items():
         console.print(f"  {_KIND_LABELS.get(kind, kind)}: {', '.join(names) or '-'}")
     _section(console, "Dependencies")
