@@ -232,3 +232,69 @@ def test_an_invalid_gateway_table_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"Error: {config}: invalid [gateway] table: gateway.provider: required (a string)"
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_gateway_serves_its_status_page_and_health_over_http(
+    examples: Path, tmp_path: Path
+) -> None:
+    import json
+    import urllib.request
+
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG, "utf-8")
+    port = _free_port()
+    gateway = _Gateway(
+        "--path", examples, "gateway", "--config", config, "--http", str(port), cwd=tmp_path
+    )
+    gateway.wait_for(f"Serving HTTP on http://127.0.0.1:{port}/")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as r:
+                status = json.load(r)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        page = response.read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/plugins/geocoding/health") as r:
+        health = json.load(r)
+
+    assert gateway.stop(signal.SIGINT) == 0
+    states = {row["name"]: row["state"] for row in status["plugins"]}
+    assert states == {"geocoding": "active", "weather": "active"}
+    assert 'data-plugin="weather"' in page
+    assert health["healthy"] is True
+    assert gateway.seen[-1] == "[INFO] Gateway stopped"
+
+
+def test_the_gateway_says_in_one_line_when_it_cannot_serve_http(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "clawhost", "--path", tmp_path, "gateway", "--http", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=offline_env(),
+            timeout=120,
+            check=False,
+        )
+    assert out.returncode == 1
+    assert f"Error: cannot serve HTTP on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

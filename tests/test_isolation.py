@@ -248,6 +248,7 @@ async def test_a_plugin_in_a_worker_serves_tools_events_and_stages(
                 "providers": [],
                 "events": ["custom_event", "on_message_received"],
                 "http": [],
+                "admin": [],
             }
 
     assert record.state is S.INACTIVE

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._events import EventBus, OnError, Pipeline
 from ._guard import DirectGuard, Guard
 from ._http import HttpRoutes
-from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
+from ._registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
 from ._tools import Tool
 from .errors import ContextClosed, UndeclaredCapability, UndeclaredSurface
 
@@ -39,6 +39,7 @@ class Registrations:
     events: tuple[str, ...] = ()
     #: The HTTP prefix its app is mounted at (``("/plugins/<name>/",)``), if any.
     http: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         """Whether nothing at all is registered (what deactivation must leave behind)."""
@@ -49,6 +50,7 @@ class Registrations:
             or self.providers
             or self.events
             or self.http
+            or self.admin
         )
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -59,6 +61,7 @@ class Registrations:
             "providers": list(self.providers),
             "events": list(self.events),
             "http": list(self.http),
+            "admin": list(self.admin),
         }
 
 
@@ -77,6 +80,8 @@ class HostContext:
         self.channels = ChannelRegistry(current_guard)
         self.pipeline = Pipeline(current_guard)
         self.providers = ProviderRegistry()
+        #: Admin commands, ``namespace.method`` (``ctx.register_admin_command``).
+        self.admin = AdminRegistry(current_guard)
         #: Plugins' HTTP apps, served by ``GatewayApp`` under ``/plugins/<name>/``.
         self.http = HttpRoutes()
 
@@ -99,6 +104,7 @@ class HostContext:
             providers=tuple(self.providers.owned_by(owner)),
             events=tuple(self.events.owned_by(owner)),
             http=(f"/plugins/{owner}/",) if self.http.get(owner) is not None else (),
+            admin=tuple(self.admin.owned_by(owner)),
         )
 
     def remove_owner(self, owner: str) -> Registrations:
@@ -110,6 +116,7 @@ class HostContext:
             providers=tuple(self.providers._remove_owner(owner)),
             events=tuple(self.events._remove_owner(owner)),
             http=self.http.remove_owner(owner),
+            admin=tuple(self.admin._remove_owner(owner)),
         )
 
     def plugin_context(
@@ -294,6 +301,34 @@ class PluginContext:
             raise UndeclaredSurface(self.name, "an HTTP app", "[plugin.http]")
         with self._adding("http app", f"/plugins/{self.name}/"):
             self._host.http.mount(self.name, app)
+
+    def register_admin_command(
+        self, method: str, handler: Callable[..., Any], *, namespace: str | None = None
+    ) -> str:
+        """Answer admin command ``namespace.method`` (namespace: the plugin's name by
+        default) with ``handler``, called with the command's arguments as keywords; returns
+        the command's full name. The manifest must declare it under
+        ``[[plugin.admin.command]]`` (when enforced), and a namespace must be the plugin's
+        name or below it, whatever the manifest says."""
+        from ._manifest import admin_namespace_of
+
+        if not callable(handler):
+            raise TypeError(f"admin command {method!r} must be callable")
+        space = namespace or self.name
+        name = f"{space}.{method}"
+        if not admin_namespace_of(self.name, space) or not method.isidentifier():
+            raise UndeclaredSurface(
+                self.name, f"admin command {name!r} outside its namespace", "[plugin.admin]"
+            )
+        if self._declared is not None:
+            declared = self.manifest.admin.names() if self.manifest and self.manifest.admin else ()
+            if name not in declared:
+                raise UndeclaredSurface(
+                    self.name, f"admin command {name!r}", "[[plugin.admin.command]]"
+                )
+        with self._adding("admin command", name):
+            self._host.admin._add(self.name, name, handler)
+        return name
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Handle ``event``: the callback gets the event's first payload field, or the

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from ._events import EventBus, Pipeline
     from ._manifest import Manifest
     from ._project import PluginProject
-    from ._registry import ChannelRegistry, ProviderRegistry, ToolRegistry
+    from ._registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
     from ._reload import ReloadEvent
     from ._resolve import Resolution
 
@@ -158,6 +158,11 @@ class PluginHost:
     @property
     def pipeline(self) -> Pipeline:
         return self._context.pipeline
+
+    @property
+    def admin(self) -> AdminRegistry:
+        """Admin commands: ``await host.admin.call("weather.cache_clear", {...})``."""
+        return self._context.admin
 
     @property
     def providers(self) -> ProviderRegistry:
@@ -999,7 +1004,12 @@ class PluginHost:
 
     _memory_manifests: frozenset[str] = frozenset()
 
-    def http_app(self, *, channel_status: Callable[[], list[dict[str, Any]]] | None = None) -> Any:
+    def http_app(
+        self,
+        *,
+        channel_status: Callable[[], list[dict[str, Any]]] | None = None,
+        admin_token: str | None = None,
+    ) -> Any:
         """The gateway's ASGI application: the status page at ``/``, ``/status.json``,
         ``/health``, each plugin's ``/plugins/<name>/health``, and the HTTP apps plugins
         register (``ctx.register_http_app``) under ``/plugins/<name>/``. Serve it with any
@@ -1007,7 +1017,9 @@ class PluginHost:
         from ._http import GatewayApp
 
         statuses = channel_status if channel_status is not None else self.channel_status
-        return GatewayApp(self, self._context.http, channel_status=statuses)
+        return GatewayApp(
+            self, self._context.http, channel_status=statuses, admin_token=admin_token
+        )
 
     def add_project(self, path: str | Path) -> list[DiscoveredPlugin]:
         """Offer the plugins of a plugin project folder (``clawhost plugins create``'s

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import json
 import logging
@@ -77,6 +78,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: What a plugin name looks like (the manifest's rule); nothing else can be mounted.
 PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PREFIX = "/plugins/"
+#: Admin commands, when the gateway has an admin token: ``POST /admin/<namespace.method>``.
+ADMIN_PREFIX = "/admin/"
 #: Seconds between two refreshes of the status page.
 REFRESH_SECS = 2
 
@@ -209,6 +212,10 @@ class GatewayApp:
     ``channel_status``, when given, returns the channels' statuses for the status page
     and ``/status.json``: dicts with ``plugin``, ``channel``, ``instance``, ``state``,
     ``last_error``, ``restarts`` and ``since``.
+
+    ``admin_token``, when given, serves ``POST /admin/<namespace.method>`` (a JSON object
+    of arguments in, ``{"result": ...}`` out) to requests bearing it
+    (``Authorization: Bearer <token>``); without one there is no admin route at all.
     """
 
     def __init__(
@@ -217,10 +224,12 @@ class GatewayApp:
         routes: HttpRoutes,
         *,
         channel_status: Callable[[], list[dict[str, Any]]] | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.host = host
         self.routes = routes
         self.channel_status = channel_status
+        self.admin_token = admin_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -284,6 +293,9 @@ class GatewayApp:
         if route.startswith(PREFIX):
             await self._plugin(scope, receive, send, route, root)
             return
+        if route.startswith(ADMIN_PREFIX) and self.admin_token is not None:
+            await self._admin(scope, receive, send, route[len(ADMIN_PREFIX) :])
+            return
         handler = {
             "/": self._page,
             "/status.json": self._status_json,
@@ -295,6 +307,46 @@ class GatewayApp:
             await _not_allowed(send, method, route, head)
         else:
             await handler(send, root, head)
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send, command: str) -> None:
+        """``POST /admin/<command>``: run an admin command for a caller with the token."""
+        assert self.admin_token is not None
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        expected = f"Bearer {self.admin_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            await _json(send, 401, {"error": "admin commands need the gateway's admin token"})
+            return
+        if scope["method"] != "POST":
+            await _not_allowed(send, scope["method"], ADMIN_PREFIX + command, False, "POST")
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            args = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            await _json(send, 400, {"error": f"the body is not JSON: {exc}"})
+            return
+        if not isinstance(args, dict):
+            await _json(send, 400, {"error": "the body must be a JSON object of arguments"})
+            return
+        from .errors import NotRegistered
+
+        try:
+            result = await self.host.admin.call(command, args)
+        except NotRegistered as exc:
+            await _json(send, 404, {"error": str(exc)})
+            return
+        except Exception as exc:
+            logger.warning("admin command %s failed: %s: %s", command, type(exc).__name__, exc)
+            payload = {"error": f"{type(exc).__name__}: {exc}", "command": command}
+            await _json(send, 500, payload)
+            return
+        await _json(send, 200, {"command": command, "result": result})
 
     async def _page(self, send: Send, root: str, head: bool) -> None:
         status = self.status()
@@ -431,13 +483,15 @@ class GatewayApp:
             await _json(send, 500, {"error": error, "plugin": name}, head=head)
 
 
-async def _not_allowed(send: Send, method: str, route: str, head: bool) -> None:
+async def _not_allowed(
+    send: Send, method: str, route: str, head: bool, allow: str = ", ".join(_METHODS)
+) -> None:
     await _json(
         send,
         405,
         {"error": f"method {method} is not allowed on {route}"},
         head=head,
-        headers=[(b"allow", ", ".join(_METHODS).encode("ascii"))],
+        headers=[(b"allow", allow.encode("ascii"))],
     )
 
 

@@ -524,6 +524,15 @@ class RemoteChannel:
         await self._worker.channel_send(self._id, self.name, response)
 
 
+def _admin_proxy(worker: WorkerPlugin, name: str) -> Callable[..., Any]:
+    async def call(**args: Any) -> Any:
+        fields = {"command": name, "args": to_wire(args)}
+        return await worker._request("admin", fields, f"admin {name}")
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def _channel_factory(worker: WorkerPlugin, name: str) -> Callable[..., Any]:
     async def build(config: Mapping[str, Any]) -> RemoteChannel:
         return RemoteChannel(worker, name, await worker.open_channel(name, config))
@@ -567,6 +576,9 @@ def register_proxies(context: PluginContext, worker: WorkerPlugin) -> None:
         context.register_provider(spec["name"], provider)
     for name in registrations.get("channels", ()):
         context.register_channel_factory(name, _channel_factory(worker, name))
+    for name in registrations.get("admin", ()):
+        namespace, _, method = str(name).rpartition(".")
+        context.register_admin_command(method, _admin_proxy(worker, name), namespace=namespace)
     for spec in registrations.get("events", ()):
         names = spec.get("argnames")
         argnames = None if names is None else tuple(names)

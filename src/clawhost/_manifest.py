@@ -35,6 +35,8 @@ from .errors import ManifestError, Problem
 __all__ = [
     "MANIFEST_FILENAME",
     "SUPPORTED_MANIFEST_VERSION",
+    "AdminCommand",
+    "AdminSection",
     "Capabilities",
     "ConfigOption",
     "HttpSection",
@@ -153,6 +155,42 @@ class HttpSection(_Section):
     description: str = ""
 
 
+AdminNamespace = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$", max_length=128)
+]
+AdminMethod = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class AdminCommand(_Section):
+    """One ``[[plugin.admin.command]]``: a namespace (the plugin's name, or below it) and
+    the methods the plugin answers in it (``host.admin.call("weather.cache_clear")``)."""
+
+    namespace: AdminNamespace
+    methods: tuple[AdminMethod, ...]
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _some_methods(self) -> AdminCommand:
+        if not self.methods:
+            raise ValueError("methods must list at least one method")
+        duplicate = _first_duplicate(self.methods)
+        if duplicate is not None:
+            raise ValueError(f"methods: {duplicate!r} is listed twice")
+        return self
+
+
+class AdminSection(_Section):
+    """``[plugin.admin]``: the plugin's admin commands."""
+
+    command: tuple[AdminCommand, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        """Every declared command, ``namespace.method``."""
+        return tuple(
+            f"{entry.namespace}.{method}" for entry in self.command for method in entry.methods
+        )
+
+
 class ConfigOption(_Section):
     """One key of the plugin's configuration schema (``[plugin.config.<key>]``)."""
 
@@ -219,14 +257,31 @@ class Manifest(_Section):
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ConfigOption
     ] = {}
     http: HttpSection | None = None
+    admin: AdminSection | None = None
 
     @model_validator(mode="after")
     def _surfaces_need_version_2(self) -> Manifest:
-        if self.http is not None and self.manifest_version < SURFACES_MANIFEST_VERSION:
-            raise ValueError(
-                f"[plugin.http] needs manifest_version = {SURFACES_MANIFEST_VERSION} "
-                f"(this manifest says {self.manifest_version})"
-            )
+        for section, value in (("[plugin.http]", self.http), ("[plugin.admin]", self.admin)):
+            if value is not None and self.manifest_version < SURFACES_MANIFEST_VERSION:
+                raise ValueError(
+                    f"{section} needs manifest_version = {SURFACES_MANIFEST_VERSION} "
+                    f"(this manifest says {self.manifest_version})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _admin_stays_in_its_namespace(self) -> Manifest:
+        if self.admin is None or self.name is None:
+            return self
+        for entry in self.admin.command:
+            if not admin_namespace_of(self.name, entry.namespace):
+                raise ValueError(
+                    f"admin namespace {entry.namespace!r} is not plugin {self.name!r}'s: "
+                    f"use {self.name!r} or a namespace below it ({self.name}.<name>)"
+                )
+        duplicate = _first_duplicate(self.admin.names())
+        if duplicate is not None:
+            raise ValueError(f"admin command {duplicate!r} is declared twice")
         return self
 
     @field_validator("manifest_version")
@@ -245,6 +300,13 @@ class Manifest(_Section):
         return {dependency_name(key): value for key, value in self.dependencies.items()}
 
 
+def admin_namespace_of(plugin: str, namespace: str) -> bool:
+    """Whether ``namespace`` belongs to ``plugin``: its name (``-`` read as ``_`` too), or
+    below it."""
+    own = {plugin, plugin.replace("-", "_")}
+    return any(namespace == name or namespace.startswith(name + ".") for name in own)
+
+
 def dependency_name(key: str) -> str:
     """The plugin name a ``[plugin.dependencies]`` key refers to."""
     key = key.strip().lower()
@@ -259,6 +321,7 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "permissions": tuple(Permissions.model_fields),
     "config": tuple(ConfigOption.model_fields),
     "http": tuple(HttpSection.model_fields),
+    "admin": tuple(AdminSection.model_fields),
 }
 
 

@@ -112,6 +112,27 @@ class ProviderRegistry(NamedRegistry[Any]):
     kind = "provider"
 
 
+class AdminRegistry(NamedRegistry[Callable[..., Any]]):
+    """Admin commands, ``namespace.method``: ``await host.admin.call(name, args)`` runs one
+    under its plugin's limits, with ``args`` as keyword arguments."""
+
+    kind = "admin command"
+
+    def __init__(self, guard: Callable[[], Guard]) -> None:
+        super().__init__()
+        self._guard = guard
+
+    async def call(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Run admin command ``name``; its result, or the plugin's error.
+        ``NotRegistered`` when no plugin answers ``name``."""
+        handler = self.get(name)
+        owner = self.owner_of(name)
+        assert owner is not None
+        return await self._guard().call(
+            owner, handler, operation=f"admin {name}", **dict(args or {})
+        )
+
+
 class ChannelRegistry(NamedRegistry[Callable[..., Any]]):
     """Channel factories: ``create(name, config)`` builds a channel through its factory."""
 

@@ -541,7 +541,9 @@ class _Worker:
             for name in self.host.providers.owned_by(self.name)
         ]
         channels = self.host.channels.owned_by(self.name)
+        admin = self.host.admin.owned_by(self.name)
         return {
+            "admin": admin,
             "tools": tools,
             "pipeline_stages": stages,
             "events": events,
@@ -599,6 +601,8 @@ class _Worker:
             return await self._stage(message["stage"], message["message"])
         if op == "provider":
             return await self._provider(message)
+        if op == "admin":
+            return await self._admin(str(message["command"]), message.get("args") or {})
         if op == "channel_open":
             return await self._channel_open(message["factory"], message.get("config") or {})
         if op == "channel_next":
@@ -684,6 +688,16 @@ class _Worker:
         except TypeError as exc:
             raise TypeError(
                 f"provider {name!r} method {method!r} returned a value that is not JSON data: {exc}"
+            ) from None
+
+    async def _admin(self, name: str, args: dict[str, Any]) -> Any:
+        handler = self.host.admin.get(name)
+        result = await self._call(handler, operation=f"admin {name}", kwargs=args)
+        try:
+            return to_wire(result)
+        except TypeError as exc:
+            raise TypeError(
+                f"admin command {name!r} returned a value that is not JSON data: {exc}"
             ) from None
 
     async def _channel_open(self, name: str, config: dict[str, Any]) -> int:

@@ -29,6 +29,7 @@ import click
 
 from clawhost._version import __version__
 
+from .admin import admin_command
 from .create import create_command
 from .doctor import doctor_command
 from .gateway import gateway_command
@@ -113,10 +114,11 @@ def cli(
 @cli.group("plugins", context_settings=CONTEXT)
 def plugins() -> None:
     """Manage plugins: list, inspect, enable, disable, install, update, uninstall, create,
-    test."""
+    test, admin."""
 
 
 for command in (
+    admin_command,
     list_command,
     inspect_command,
     enable_command,
