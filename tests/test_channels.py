@@ -250,3 +250,28 @@ def activate(ctx):
             while not (await host.tools.invoke("log"))["sent"]:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         assert (await host.tools.invoke("log"))["sent"] == ["QUIET PLEASE"]
+
+
+async def test_a_reload_stops_the_channel_and_starts_it_with_the_new_code(
+    tmp_path: Path,
+) -> None:
+    host = make_host(tmp_path, {"forever": {"config": {"script": ["one"]}}})
+    host.channel_handler = echo
+    async with host:
+        await wait_state(host, "forever", "running")
+        with anyio.fail_after(5):
+            while (await host.tools.invoke("log"))["sent"] != ["echo: one"]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        [module_file] = (tmp_path / "plugins").glob("chan-*/dirplugin_chan_*.py")
+        module_file.write_text(
+            module_file.read_text().replace(
+                'Message(line, channel="forever")', 'Message(line.upper(), channel="forever")'
+            ),
+            "utf-8",
+        )
+        await host.reload("chan")
+        await wait_state(host, "forever", "running")
+        with anyio.fail_after(5):
+            while (await host.tools.invoke("log"))["sent"] != ["echo: ONE"]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # a fresh module: its LOG starts empty
+        assert (await host.tools.invoke("log"))["opened"] == 1
