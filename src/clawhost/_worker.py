@@ -623,12 +623,7 @@ class _Worker:
         result = await self._call(
             tool.function, operation=f"tool {name}", sync_in_thread=tool.thread, kwargs=values
         )
-        try:
-            return to_wire(result)
-        except TypeError as exc:
-            raise TypeError(
-                f"tool {name!r} returned a value that is not JSON data: {exc}"
-            ) from None
+        return _returned(result, f"tool {name!r}", to_wire)
 
     async def _event(self, message: dict[str, Any]) -> None:
         event: str = message["event"]
@@ -683,22 +678,12 @@ class _Worker:
         result = await self._call(
             getattr(provider, method), *args, operation=f"provider {name}.{method}", kwargs=kwargs
         )
-        try:
-            return arg_to_wire(result)
-        except TypeError as exc:
-            raise TypeError(
-                f"provider {name!r} method {method!r} returned a value that is not JSON data: {exc}"
-            ) from None
+        return _returned(result, f"provider {name!r} method {method!r}", arg_to_wire)
 
     async def _admin(self, name: str, args: dict[str, Any]) -> Any:
         handler = self.host.admin.get(name)
         result = await self._call(handler, operation=f"admin {name}", kwargs=args)
-        try:
-            return to_wire(result)
-        except TypeError as exc:
-            raise TypeError(
-                f"admin command {name!r} returned a value that is not JSON data: {exc}"
-            ) from None
+        return _returned(result, f"admin command {name!r}", to_wire)
 
     async def _channel_open(self, name: str, config: dict[str, Any]) -> int:
         factory = self.host.channels.get(name)
@@ -772,6 +757,14 @@ class _Worker:
                 await self._call(cleanup, operation="cleanup")
             except Exception as exc:
                 failures.append(_error(exc))
+
+
+def _returned(value: Any, what: str, convert: Callable[[Any], Any]) -> Any:
+    """``value`` as JSON data for the reply; ``TypeError`` naming ``what`` returned it."""
+    try:
+        return convert(value)
+    except TypeError as exc:
+        raise TypeError(f"{what} returned a value that is not JSON data: {exc}") from None
 
 
 def _error_line(request_id: Any, error: Exception) -> bytes:
