@@ -146,15 +146,20 @@ def activate(ctx):
 """
 
 
-async def test_a_plugin_in_a_worker_uses_a_provider_of_the_host(tmp_path: Path) -> None:
+def gazette_and_atlas(tmp_path: Path, atlas: str) -> None:
+    """The gazette plugin (a provider), and atlas, whose ``where`` tool uses it."""
     plugin(tmp_path, "gazette", GAZETTE, providers=["gazette"])
     deps = '[plugin.dependencies]\ngazette = ">=1.0"'
     directory_plugin(
         tmp_path / "plugins",
         "atlas",
-        ATLAS_USER,
+        atlas,
         sections={"caps": '[plugin.capabilities]\ntools = ["where"]', "deps": deps},
     )
+
+
+async def test_a_plugin_in_a_worker_uses_a_provider_of_the_host(tmp_path: Path) -> None:
+    gazette_and_atlas(tmp_path, ATLAS_USER)
     for gazette_mode in ("in-process", "process"):  # an object in the host, or a proxy
         host = make_host(tmp_path, gazette={"isolation": gazette_mode})
         async with host:
@@ -300,14 +305,7 @@ def activate(ctx):
 async def test_dependents_go_down_with_a_dead_worker_and_come_back_after_its_restart(
     tmp_path: Path,
 ) -> None:
-    plugin(tmp_path, "gazette", GAZETTE, providers=["gazette"])
-    deps = '[plugin.dependencies]\ngazette = ">=1.0"'
-    directory_plugin(
-        tmp_path / "plugins",
-        "atlas",
-        ATLAS_IN_PROCESS,
-        sections={"caps": '[plugin.capabilities]\ntools = ["where"]', "deps": deps},
-    )
+    gazette_and_atlas(tmp_path, ATLAS_IN_PROCESS)
     restart = {"restart": True, "restart_backoff_secs": 0.5}
     host = make_host(tmp_path, atlas={"isolation": "in-process"}, gazette={"sandbox": restart})
     async with host:

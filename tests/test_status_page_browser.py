@@ -21,28 +21,12 @@ import anyio
 import pytest
 import uvicorn
 
-from clawhost import HostConfig, PluginHost
+from clawhost import PluginHost
 from clawhost._http import GatewayApp, HttpRoutes
 
-from ._site import directory_plugin
+from .test_http_gateway import BROKEN, FINE, make_host
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-FINE = """
-from clawhost import hookimpl
-
-@hookimpl
-def activate(ctx):
-    pass
-"""
-
-BROKEN = """
-from clawhost import hookimpl
-
-@hookimpl
-def activate(ctx):
-    raise RuntimeError("no <b>credentials</b>")
-"""
 
 Message = dict[str, Any]
 
@@ -171,12 +155,7 @@ class DeactivateAfterFirstPage:
 
 async def test_the_status_page_renders_and_refreshes_in_a_browser(tmp_path: Path) -> None:
     executable = browser()
-    for name, code in (("alpha", FINE), ("beta", FINE), ("broken", BROKEN)):
-        directory_plugin(tmp_path / "plugins", name, code)
-    config = HostConfig.from_mapping(
-        {"plugins": {"sandbox": {"max_cpu_time_secs": 2.0}}}, base_dir=tmp_path
-    )
-    host = PluginHost(config=config, dirs=[tmp_path / "plugins"], path=[], cache=False)
+    host = make_host(tmp_path, alpha=FINE, beta=FINE, broken=BROKEN)
     calls = 0
 
     def channels() -> list[dict[str, Any]]:

@@ -52,7 +52,9 @@ from .hookspecs import EVENT_HOOKS
 if TYPE_CHECKING:
     from ._cache import DiscoveryCache
     from ._config import HostConfig
+    from ._context import PluginContext
     from ._events import EventBus, Pipeline
+    from ._http import GatewayApp
     from ._manifest import Manifest
     from ._project import PluginProject
     from ._registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
@@ -465,12 +467,13 @@ class PluginHost:
         if sandbox.isolation == "process":
             from ._isolation import activate_isolated
 
+            enforce = self._enforces_capabilities(record.name, candidate)
             await activate_isolated(
-                self._context,
+                self._new_context(record, candidate, enforce),
                 record,
                 candidate,
                 sandbox=sandbox,
-                enforce_capabilities=self._enforces_capabilities(record.name, candidate),
+                enforce_capabilities=enforce,
                 on_death=self._worker_died,
             )
             return
@@ -486,15 +489,9 @@ class PluginHost:
         )
         record.hooks = register(self._manager, record.name, target)
         record.target, record.modules = target, modules
-        enforce = self._enforces_capabilities(record.name, candidate)
-        context = self._context.plugin_context(
-            record.name,
-            version=str(candidate.version),
-            manifest=candidate.manifest,
-            config=record.config,
-            enforce_capabilities=enforce,
+        context = self._new_context(
+            record, candidate, self._enforces_capabilities(record.name, candidate)
         )
-        record.context = context
         for hook in EVENT_HOOKS:
             for implementation in record.hooks.get(hook, ()):
                 self.events.subscribe(
@@ -510,6 +507,19 @@ class PluginHost:
                 *self._hook_args(implementation, context),
                 operation="activate",
             )
+
+    def _new_context(
+        self, record: PluginRecord, candidate: DiscoveredPlugin, enforce: bool
+    ) -> PluginContext:
+        """The plugin's ``ctx`` for this activation, set as ``record.context``."""
+        record.context = self._context.plugin_context(
+            record.name,
+            version=str(candidate.version),
+            manifest=candidate.manifest,
+            config=record.config,
+            enforce_capabilities=enforce,
+        )
+        return record.context
 
     def _worker_died(self, worker: Any, error: BaseException | None) -> None:
         """A plugin's worker process ended unasked (``WorkerPlugin.on_death``)."""
@@ -1009,7 +1019,7 @@ class PluginHost:
         *,
         channel_status: Callable[[], list[dict[str, Any]]] | None = None,
         admin_token: str | None = None,
-    ) -> Any:
+    ) -> GatewayApp:
         """The gateway's ASGI application: the status page at ``/``, ``/status.json``,
         ``/health``, each plugin's ``/plugins/<name>/health``, and the HTTP apps plugins
         register (``ctx.register_http_app``) under ``/plugins/<name>/``. Serve it with any

@@ -674,7 +674,7 @@ def _new_worker(
 
 
 async def activate_isolated(
-    host_context: HostContext,
+    context: PluginContext,
     record: PluginRecord,
     candidate: DiscoveredPlugin,
     *,
@@ -685,8 +685,9 @@ async def activate_isolated(
     """Activate ``record``'s plugin in a worker process and register its proxies.
 
     Call it where the host would import and activate the plugin, after its limits,
-    permissions (``record.permissions``) and config (``record.config``) are prepared.
-    It sets ``record.context`` first and adds the worker's ``close`` as a cleanup, so
+    permissions (``record.permissions``) and config (``record.config``) are prepared, with
+    the plugin's ``context`` (already ``record.context``). It adds the worker's ``close``
+    as a cleanup first, so
     the host's usual rollback (cleanups, then ``remove_owner``) reaps the worker and
     removes the proxies whatever fails. ``record.hooks`` gets ``deactivate`` and
     ``health_check`` implementations that reach the worker, so the host's deactivation
@@ -694,16 +695,8 @@ async def activate_isolated(
     no plugin code runs in the host, and the worker's deadline is enforced by killing it.
     """
     check_isolatable(record.name, candidate)
-    context = host_context.plugin_context(
-        record.name,
-        version=str(candidate.version),
-        manifest=candidate.manifest,
-        config=record.config,
-        enforce_capabilities=enforce_capabilities,
-    )
-    record.context = context
     worker = _new_worker(
-        record, candidate, sandbox, enforce_capabilities, on_death=on_death, host=host_context
+        record, candidate, sandbox, enforce_capabilities, on_death=on_death, host=context.host
     )
     context.add_cleanup(worker.close)
     record.target, record.modules = worker, frozenset()

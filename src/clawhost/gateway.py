@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
+from ._backoff import RestartPolicy
 from ._messages import Message, Response
 from .errors import ClawhostError, ToolError
 
@@ -186,7 +187,8 @@ class Gateway:
     async def run(self, *, restart_limit: int | None = None) -> None:
         """Serve the configured channel until it ends (or forever, restarting it after
         failures with a backoff). ``restart_limit`` caps the restarts (tests)."""
-        delay = 0.5
+        policy = RestartPolicy(initial=0.5, maximum=30.0)
+        failed_in_a_row = 0
         restarts = 0
         while True:
             try:
@@ -201,7 +203,7 @@ class Gateway:
                         await self.host.events.dispatch(
                             "on_response_sent", response=exchange.response
                         )
-                    delay = 0.5
+                    failed_in_a_row = 0
                 logger.info("Channel %r closed", self.settings.channel)
                 return
             except anyio.get_cancelled_exc_class():
@@ -210,6 +212,8 @@ class Gateway:
                 restarts += 1
                 if restart_limit is not None and restarts > restart_limit:
                     raise
+                failed_in_a_row += 1
+                delay = policy.delay(failed_in_a_row)
                 logger.error(
                     "Channel %r failed: %s: %s; restarting in %.1fs",
                     self.settings.channel,
@@ -218,4 +222,3 @@ class Gateway:
                     delay,
                 )
                 await anyio.sleep(delay)
-                delay = min(delay * 2, 30.0)
