@@ -292,18 +292,14 @@ async def test_a_burst_of_file_events_gives_one_reload(tmp_path: Path) -> None:
         reloaded.set()
 
     async with make_host(tmp_path, hot_reload=True, interval=0.5) as host:
-        host.on_reload(record)
-        async with anyio.create_task_group() as group:
-            group.start_soon(host.watch)
-            await anyio.sleep(0.5)  # let the observer start
-            for index in range(50):  # 50 writes, as an editor or a git checkout would do
-                project.write(f"v{index + 1}")
-                (project.folder / f"data-{index}.txt").write_text(str(index))
-                await anyio.sleep(0.005)
-            with anyio.fail_after(10):
-                await reloaded.wait()
-            await anyio.sleep(1.0)  # no second reload may follow
-            group.cancel_scope.cancel()
+        host.on_reload(record)  # hot_reload = true: the host watches from start() on
+        for index in range(50):  # 50 writes, as an editor or a git checkout would do
+            project.write(f"v{index + 1}")
+            (project.folder / f"data-{index}.txt").write_text(str(index))
+            await anyio.sleep(0.005)
+        with anyio.fail_after(10):
+            await reloaded.wait()
+        await anyio.sleep(1.0)  # no second reload may follow
         assert await host.tools.invoke("answer") == "v50"
 
     assert len(events) == 1
@@ -316,16 +312,12 @@ async def test_bytecode_and_editor_files_never_trigger_a_reload(tmp_path: Path) 
     events: list[Any] = []
     async with make_host(tmp_path, hot_reload=True, interval=0.2) as host:
         host.on_reload(events.append)
-        async with anyio.create_task_group() as group:
-            group.start_soon(host.watch)
-            await anyio.sleep(0.5)
-            cache = project.folder / "__pycache__"
-            cache.mkdir(exist_ok=True)
-            (cache / "x.cpython-311.pyc").write_bytes(b"\0" * 16)
-            (project.folder / ".live.py.swp").write_text("swap")
-            (project.folder / "notes.txt~").write_text("backup")
-            await anyio.sleep(1.0)
-            group.cancel_scope.cancel()
+        cache = project.folder / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        (cache / "x.cpython-311.pyc").write_bytes(b"\0" * 16)
+        (project.folder / ".live.py.swp").write_text("swap")
+        (project.folder / "notes.txt~").write_text("backup")
+        await anyio.sleep(1.0)
 
     assert events == []
 

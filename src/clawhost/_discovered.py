@@ -101,8 +101,9 @@ class PluginSource:
     """How a plugin was found and how its code is imported.
 
     ``entry`` is ``module`` or ``module:object``. ``import_root`` is the folder the module
-    is imported from: for a directory plugin clawhost puts it on ``sys.path`` at load
-    time; for a distribution it is informational (the interpreter's path already has it).
+    is imported from: a directory plugin's folder is importable while the plugin is
+    loaded (``clawhost._importpath``, never through ``sys.path``); for a distribution it
+    is its site (held the same way when the host was given a path of its own).
     ``location`` is the ``.dist-info`` directory, or the plugin's folder.
     """
 

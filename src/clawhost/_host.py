@@ -36,7 +36,8 @@ from ._discover import (
 )
 from ._hostguard import CallMonitor, HostGuard, call_plugin_code, monitored
 from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
-from ._records import HealthReport, PluginRecord
+from ._records import HealthReport, PluginRecord, needs_eager_activation
+from ._reload import forget_modules
 from ._state import PluginState, check_transition
 from ._supervise import cancel_restart
 from ._version import __version__
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from ._context import PluginContext
     from ._events import EventBus, Pipeline
     from ._http import GatewayApp
+    from ._rescan import RescanReport
     from ._manifest import Manifest
     from ._project import PluginProject
     from ._registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
@@ -484,6 +486,7 @@ class PluginHost:
             record,
             import_plugin,
             candidate,
+            record,
             operation="import",
             inline=True,
         )
@@ -552,9 +555,7 @@ class PluginHost:
         if self._manager.has_plugin(record.name):
             self._manager.unregister(name=record.name)
         record.target, record.context, record.hooks = None, None, {}
-        if forget and record.modules:
-            from ._reload import forget_modules
-
+        if forget:
             forget_modules(record)
 
     def _check_declared(self, record: PluginRecord) -> None:
@@ -647,7 +648,7 @@ class PluginHost:
                     record = self._records[name]
                     if record.state not in (S.RESOLVED, S.INACTIVE):
                         continue
-                    if only_eager and not _needs_eager_activation(record):
+                    if only_eager and not needs_eager_activation(record):
                         continue
                     group.start_soon(self._activate_with_dependencies, record, ())
 
@@ -731,6 +732,7 @@ class PluginHost:
                         break
             record.selected = None
             self.tools.undeclare(name)
+            forget_modules(record, bytecode=False)
             logger.info("Plugin %r disabled", name)
             if self._resolution is not None:
                 await self.resolve()
@@ -759,7 +761,7 @@ class PluginHost:
             logger.info("Plugin %r enabled", name)
             await self.resolve()
             for other in retried:
-                if other.state is S.RESOLVED and (not self.lazy or _needs_eager_activation(other)):
+                if other.state is S.RESOLVED and (not self.lazy or needs_eager_activation(other)):
                     await self._activate_with_dependencies(other, chain=())
             state: PluginState = record.state  # changed by the awaits above
             if state is S.FAILED:
@@ -820,6 +822,8 @@ class PluginHost:
         self._warn_about_memory_limits()
         await self.activate_all(only_eager=self.lazy)
         self._running = True
+        if self.config.plugins.hot_reload:
+            await self._start_watching()
         failed = sorted(name for name, record in self._records.items() if record.state is S.FAILED)
         active = sum(record.state is S.ACTIVE for record in self._records.values())
         logger.info(
@@ -857,6 +861,8 @@ class PluginHost:
         for record in list(self._records.values()):  # anything outside the plan
             if record.state is S.ACTIVE:
                 await self._deactivate_one(record)
+        for record in self._records.values():  # a closed host leaves no module behind
+            forget_modules(record, bytecode=False)
         self._running = False
 
     def add_call_monitor(self, monitor: CallMonitor) -> Callable[[], None]:
@@ -925,20 +931,45 @@ class PluginHost:
                 logger.exception("a reload listener failed")
 
     async def watch(self) -> None:
-        """Watch directory plugins and editable installs; reload each changed plugin once
-        per burst of file events (``[plugins] watch_interval_secs`` is the debounce window).
-        Runs until cancelled; ``serve()`` starts it when ``hot_reload`` is on."""
+        """Watch plugin sources, plugin directories and sites: reload each changed plugin
+        once per burst of file events (``[plugins] watch_interval_secs`` is the debounce
+        window), bring up plugins added and take down plugins removed (``rescan``).
+        Runs until cancelled. With ``[plugins] hot_reload = true`` the host runs it from
+        ``start()`` until ``stop()``; call it yourself only when hot reload is off."""
         from ._reload import watch
 
         await watch(self, interval=self.config.plugins.watch_interval_secs)
 
+    async def rescan(self) -> RescanReport:
+        """Discover again: activate plugins added since (folders dropped into a plugin
+        directory, distributions installed), deactivate and forget those removed, reload
+        those whose installed version changed. The watcher calls it on such changes."""
+        from ._rescan import rescan
+
+        return await rescan(self)
+
+    async def _start_watching(self) -> None:
+        """Run the watcher in the background until ``stop()``; returns once it watches."""
+        from ._reload import watch
+
+        ready = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await watch(
+                    self, interval=self.config.plugins.watch_interval_secs, on_ready=ready.set
+                )
+            finally:
+                ready.set()
+
+        if self._background.start_soon(("watch",), run):
+            await ready.wait()
+
     async def serve(self) -> None:
-        """Run until cancelled (Ctrl-C, or the application's task group), hot-reloading
-        changed plugins when ``[plugins] hot_reload`` is on. Call it inside ``async with``."""
-        async with anyio.create_task_group() as group:
-            if self.config.plugins.hot_reload:
-                group.start_soon(self.watch)
-            await anyio.sleep_forever()
+        """Run until cancelled (Ctrl-C, or the application's task group). Hot reload, when
+        ``[plugins] hot_reload`` is on, runs from ``start()`` whether or not this is
+        called. Call it inside ``async with``."""
+        await anyio.sleep_forever()
 
     async def __aenter__(self) -> PluginHost:
         try:
@@ -1079,19 +1110,6 @@ class PluginHost:
             row["registered"] = self._context.registrations(name).as_dict()
             rows.append(row)
         return rows
-
-
-def _needs_eager_activation(record: PluginRecord) -> bool:
-    """Whether a plugin must be active from the start even with lazy activation: only
-    tools can be activated on demand."""
-    manifest = record.manifest
-    if manifest is None:
-        return True
-    capabilities = manifest.capabilities
-    return (
-        bool(capabilities.channels or capabilities.pipeline_stages or capabilities.providers)
-        or capabilities.is_empty()
-    )
 
 
 def _name_of(target: object) -> str:

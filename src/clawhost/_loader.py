@@ -10,7 +10,6 @@ import importlib
 import inspect
 import os
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,14 +18,12 @@ import pluggy
 
 from . import hookspecs
 from ._discover import SourceKind
+from ._importpath import Clash, hold_folder, hold_place, hold_site
 
 if TYPE_CHECKING:
     from ._discover import DiscoveredPlugin
 
 __all__ = ["Implementation", "LoadProblem", "import_plugin", "new_plugin_manager", "register"]
-
-# Imports of directory plugins change sys.path; one at a time.
-_PATH_LOCK = threading.Lock()
 
 
 class LoadProblem(Exception):
@@ -61,23 +58,29 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return manager
 
 
-def import_plugin(candidate: DiscoveredPlugin) -> tuple[object, frozenset[str]]:
+def import_plugin(
+    candidate: DiscoveredPlugin, holder: object | None = None
+) -> tuple[object, frozenset[str]]:
     """Import the object a plugin's entry names; returns it and the modules it imported.
 
     A class is instantiated (with no arguments); a module or any other object is used as
-    it is. Runs plugin code: call it under the plugin's limits.
+    it is. Runs plugin code: call it under the plugin's limits. A directory plugin's
+    folder, or a site the host was given, is importable while ``holder`` (the plugin's
+    record) holds it (``clawhost._importpath``); ``sys.path`` is left as it is.
     """
     source = candidate.source
     if source.kind is SourceKind.MEMORY:
         given = source.target
         return (given() if isinstance(given, type) else given), frozenset()
     module_name, _, attribute = source.entry.partition(":")
+    holder = holder if holder is not None else candidate
+    root = os.fspath(source.import_root)
     if source.kind in (SourceKind.DIRECTORY, SourceKind.PROJECT):
         # A project's source tree wins over an installed copy of the same package.
         replace = source.kind is SourceKind.PROJECT
-        _prepare_directory_import(module_name, os.fspath(source.import_root), replace=replace)
+        _prepare_directory_import(candidate.name, module_name, root, holder, replace=replace)
     else:
-        _make_reachable(os.fspath(source.import_root))
+        _make_reachable(root, candidate.package_dir, holder)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -105,38 +108,41 @@ def _top(module_name: str) -> str:
     return module_name.split(".", 1)[0]
 
 
-def _prepare_directory_import(module_name: str, root: str, *, replace: bool = False) -> None:
+def _prepare_directory_import(
+    plugin: str, module_name: str, root: str, holder: object, *, replace: bool = False
+) -> None:
     top = _top(module_name)
     existing = sys.modules.get(top)
     if existing is not None:
         location = getattr(existing, "__file__", None) or ""
         if not os.path.abspath(location).startswith(os.path.abspath(root) + os.sep):
-            if replace:  # imported from elsewhere (an installed copy): import it afresh
-                for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
-                    del sys.modules[name]
-                with _PATH_LOCK:
-                    if root in sys.path:
-                        sys.path.remove(root)
-                    sys.path.insert(0, root)
-                importlib.invalidate_caches()
-                return
-            raise LoadProblem(
-                f"module {top!r} is already imported from {location or 'elsewhere'}; "
-                f"directory plugins need module names of their own"
-            )
-    with _PATH_LOCK:
-        if root not in sys.path:
-            sys.path.insert(0, root)
-    importlib.invalidate_caches()
+            if not replace:
+                raise _clash(plugin, top, root, location or "elsewhere")
+            # imported from elsewhere (an installed copy): import it afresh
+            for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+                del sys.modules[name]
+    try:
+        hold_folder(root, top, holder)
+    except Clash as clash:
+        raise _clash(plugin, top, root, clash.other) from None
 
 
-def _make_reachable(path_entry: str) -> None:
+def _clash(plugin: str, module: str, root: str, other: str) -> LoadProblem:
+    return LoadProblem(
+        f"plugin {plugin!r} in {root}: module {module!r} is already imported from {other} "
+        f"(by a plugin of a host that is still open); directory plugins loaded at the "
+        f"same time need module names of their own"
+    )
+
+
+def _make_reachable(path_entry: str, package_dir: os.PathLike[str] | str, holder: object) -> None:
     """A distribution found on a path the host was given (``PluginHost(path=...)``) is
-    imported from there: its path entry is appended to ``sys.path`` if missing."""
-    with _PATH_LOCK:
-        if path_entry not in sys.path and os.path.isdir(path_entry):
-            sys.path.append(path_entry)
-            importlib.invalidate_caches()
+    imported from there: the site is held for it while it is loaded. One on ``sys.path``
+    only counts as a user of its package's folder."""
+    if path_entry not in sys.path and os.path.isdir(path_entry):
+        hold_site(path_entry, holder)
+    else:
+        hold_place(os.fspath(package_dir), holder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._loader import Implementation
     from ._manifest import Manifest
 
-__all__ = ["CallGate", "Failure", "HealthReport", "PluginRecord"]
+__all__ = ["CallGate", "Failure", "HealthReport", "PluginRecord", "needs_eager_activation"]
 
 logger = logging.getLogger("clawhost.lifecycle")
 
@@ -233,3 +233,16 @@ class PluginRecord:
             "error": str(self.failure) if self.failure else None,
             "timings": dict(self.timings),
         }
+
+
+def needs_eager_activation(record: PluginRecord) -> bool:
+    """Whether a plugin must be active from the start even with lazy activation: only
+    tools can be activated on demand."""
+    manifest = record.manifest
+    if manifest is None:
+        return True
+    capabilities = manifest.capabilities
+    return (
+        bool(capabilities.channels or capabilities.pipeline_stages or capabilities.providers)
+        or capabilities.is_empty()
+    )

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._discover import SourceKind
+from ._importpath import release
 from ._state import PluginState
 from .errors import IllegalTransition, ReloadError
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ._host import PluginHost
     from ._records import PluginRecord
 
-__all__ = ["ReloadEvent", "plugin_modules", "reload_plugin", "watch_roots"]
+__all__ = ["RESCAN", "ReloadEvent", "plugin_modules", "reload_plugin", "watch_roots", "watch_sites"]
 
 logger = logging.getLogger("clawhost.reload")
 S = PluginState
@@ -113,14 +114,21 @@ def _forget_bytecode(modules: Iterable[ModuleType], root: Path | None) -> None:
             os.unlink(path)
 
 
-def forget_modules(record: PluginRecord) -> None:
-    """Forget a plugin's imported modules (and their bytecode) after a failed activation,
-    so that activating it again, once fixed, imports what is on disk now."""
-    modules = plugin_modules(record)
-    plugin = record.plugin
-    _drop(modules)
-    _forget_bytecode(modules.values(), plugin_root(plugin) if plugin is not None else None)
-    importlib.invalidate_caches()
+def forget_modules(record: PluginRecord, *, bytecode: bool = True) -> None:
+    """Forget a plugin's imported modules: after a failed activation (with their
+    bytecode, so that activating it again, once fixed, imports what is on disk now), and
+    when the plugin goes for good (its host closes, it is disabled or removed).
+
+    The folder it was imported from stops being importable; the modules stay while
+    another plugin (of another host) imported from the same place still holds it.
+    """
+    if release(record):
+        modules = plugin_modules(record)
+        plugin = record.plugin
+        _drop(modules)
+        if bytecode:
+            _forget_bytecode(modules.values(), plugin_root(plugin) if plugin is not None else None)
+        importlib.invalidate_caches()
     record.modules = frozenset()
 
 
@@ -294,6 +302,7 @@ async def _swap(
     old_modules = plugin_modules(record)
     _drop(old_modules)
     _forget_bytecode(old_modules.values(), root)
+    release(record)  # the import below holds the plugin's folder again
     importlib.invalidate_caches()
     record.modules = frozenset()
     # Re-read the manifest: discovery sees the change (the cache checks file stamps).
@@ -436,10 +445,35 @@ def watch_roots(host: PluginHost) -> dict[str, Path]:
     return roots
 
 
+#: Marks a change that may add or remove plugins (a folder in a plugin directory, a
+#: distribution's metadata in a site): the host discovers again.
+RESCAN = "\0rescan"
+_METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
+
+
+def watch_sites(host: PluginHost) -> list[Path]:
+    """The folders distributions are installed into: an install or uninstall changes their
+    top level (``*.dist-info``), so they are watched without recursion."""
+    entries = host._path if host._path is not None else sys.path
+    found: list[Path] = []
+    for entry in entries:
+        path = Path(entry or ".")
+        if path.is_dir() and path.resolve() not in found and _has_metadata(path):
+            found.append(path.resolve())
+    return found
+
+
+def _has_metadata(path: Path) -> bool:
+    """Whether ``path`` is a site (holds distributions), not a source folder."""
+    name = path.name
+    return name in ("site-packages", "dist-packages") or any(path.glob("*.dist-info"))
+
+
 async def watch(
     host: PluginHost, *, interval: float, on_ready: Callable[[], None] | None = None
 ) -> None:
-    """Watch plugin sources and reload what changed, one reload per burst of events.
+    """Watch plugin sources and reload what changed, one reload per burst of events; watch
+    plugin directories and sites for plugins added or removed (``clawhost._rescan``).
 
     ``interval`` is the debounce window: a reload starts once no event has arrived for
     that long (at most five windows after the first event of a burst).
@@ -447,17 +481,22 @@ async def watch(
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    roots = watch_roots(host)
     token = anyio.lowlevel.current_token()
     send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
-    ordered = sorted(
-        ((os.fspath(root) + os.sep, name) for name, root in roots.items()), reverse=True
-    )
+    dirs = [path.resolve() for path in host._dirs if path.is_dir()]
+    sites = watch_sites(host)
+    dir_prefixes = tuple(os.fspath(path) + os.sep for path in dirs)
+    site_names = frozenset(os.fspath(path) for path in sites)
+    owners: list[tuple[str, str]] = []
 
     def owner_of(path: str) -> str | None:
-        for prefix, name in ordered:
+        for prefix, name in owners:
             if path.startswith(prefix):
                 return name
+        if path.startswith(dir_prefixes):
+            return RESCAN  # not a known plugin's: a new plugin folder, or an old one's remains
+        if os.path.dirname(path) in site_names and path.endswith(_METADATA_SUFFIXES):
+            return RESCAN
         return None
 
     class Handler(FileSystemEventHandler):
@@ -475,10 +514,35 @@ async def watch(
 
     observer = Observer()
     handler = Handler()
-    for root in {root for root in roots.values() if root.is_dir()}:
-        observer.schedule(handler, os.fspath(root), recursive=True)
+    watched: dict[str, Any] = {}
+
+    def follow() -> int:
+        """Watch every plugin's source folder (again, after a rescan changed them)."""
+        roots = watch_roots(host)
+        owners[:] = sorted(
+            ((os.fspath(root) + os.sep, name) for name, root in roots.items()), reverse=True
+        )
+        wanted = {os.fspath(root) for root in roots.values() if root.is_dir()}
+        wanted = {root for root in wanted if not root.startswith(dir_prefixes)}
+        for root in set(watched) - wanted:
+            observer.unschedule(watched.pop(root))
+        for root in wanted - set(watched):
+            watched[root] = observer.schedule(handler, root, recursive=True)
+        return len(roots)
+
+    for folder in dirs:
+        observer.schedule(handler, os.fspath(folder), recursive=True)
+    for site in sites:
+        observer.schedule(handler, os.fspath(site), recursive=False)
+    count = follow()
     observer.start()
-    logger.info("Watching %d plugin source folder(s) for changes", len(set(roots.values())))
+    logger.info(
+        "Watching %d plugin(s), %d plugin director%s and %d site(s) for changes",
+        count,
+        len(dirs),
+        "y" if len(dirs) == 1 else "ies",
+        len(sites),
+    )
     try:
         if on_ready is not None:
             on_ready()
@@ -495,9 +559,29 @@ async def watch(
                         changed.add(await receive.receive())
                     if scope.cancelled_caught:
                         break
-                await _reload_changed(host, changed)
+                await _handle_changes(host, changed)
+                follow()
     finally:
         await anyio.to_thread.run_sync(_stop, observer)
+
+
+async def _handle_changes(host: PluginHost, changed: set[str]) -> None:
+    """Reload changed plugins; discover again when plugins may have come or gone (also
+    when a changed plugin's manifest is gone: it was removed, not edited)."""
+    from ._rescan import rescan
+
+    gone = {
+        name
+        for name in changed
+        if name != RESCAN
+        and (record := host._records.get(name)) is not None
+        and (plugin := record.plugin) is not None
+        and not plugin.manifest_path.exists()
+    }
+    if RESCAN in changed or gone:
+        report = await rescan(host)
+        changed -= {RESCAN, *report.added, *report.removed, *report.changed}
+    await _reload_changed(host, {name for name in changed if name in host._records})
 
 
 def _stop(observer: Any) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._importpath import held_places
 from ._netrules import IPAddress, NetworkRule, parse_host
 from .errors import PermissionsRefused
 
@@ -123,9 +124,10 @@ _python_cache: tuple[tuple[str, ...], frozenset[str], tuple[str, ...]] = ((), fr
 
 
 def _python_roots() -> tuple[frozenset[str], tuple[str, ...]]:
-    """Every directory on ``sys.path`` now, resolved; recomputed only when it changed."""
+    """Every directory on ``sys.path`` now, and every plugin folder or site a loaded plugin
+    imports from (``clawhost._importpath``), resolved; recomputed only when they changed."""
     global _python_cache
-    entries = tuple(sys.path)
+    entries = (*sys.path, *held_places())
     cached_entries, roots, prefixes = _python_cache
     if entries != cached_entries:
         found = {os.path.dirname(os.__file__)}  # the standard library, even under -I -S
