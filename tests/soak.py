@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -138,6 +139,8 @@ class Report:
     enables: int = 0
     deactivations: int = 0
     activations: int = 0
+    arrivals: int = 0
+    departures: int = 0
     consistency_checks: int = 0
     consistency_violations: int = 0
     leaked_registrations: int = 0
@@ -285,7 +288,7 @@ class Soak:
         operations: Counter[str] = Counter()
         while not stop.is_set():
             operation = self.random.choice(
-                ["reload", "reload", "disable", "deactivate", "break", "reload_base"]
+                ["reload", "reload", "disable", "deactivate", "break", "reload_base", "guest"]
             )
             operations[operation] += 1
             if operation in ("reload", "reload_base"):
@@ -293,6 +296,8 @@ class Soak:
                 await self._reload(host, name)
             elif operation == "break":
                 await self._break_flaky(host)
+            elif operation == "guest":
+                await self._guest(host)
             else:
                 name = self.random.choice([*STEADY, "base"])
                 await self._off_and_on(host, name, disable=operation == "disable")
@@ -321,6 +326,32 @@ class Soak:
         await host.reload(FLAKY)
         self.committed[FLAKY] = old + 1
         self.report.reloads += 1
+
+    async def _guest(self, host: PluginHost) -> None:
+        """A plugin folder dropped in and taken out again while the load runs: no call to
+        another plugin may notice."""
+        name = f"guest{self.report.arrivals + 1}"
+        folder = self.plugins / name
+        folder.mkdir()
+        tool = f"{name}_tool"
+        (folder / "plugin.toml").write_text(manifest(name, [tool, f"{tool}_sync"], []), "utf-8")
+        code = PLUGIN.format(mark=1, tool=tool).replace("ctx.register_pipeline_stage", "# ")
+        (folder / f"soak_{name}.py").write_text(textwrap.dedent(code), "utf-8")
+        report = await host.rescan()
+        if report.added != (name,) or host.plugins[name].state is not S.ACTIVE:
+            self.report.problem(f"{name} did not arrive: {report}")
+            self.report.consistency_violations += 1
+        elif await host.tools.invoke(tool, {"x": 1}) != 2:
+            self.report.problem(f"{name} answered wrong")
+            self.report.consistency_violations += 1
+        self.report.arrivals += 1
+        self.check(host)
+        shutil.rmtree(folder)
+        report = await host.rescan()
+        if report.removed != (name,) or name in host.plugins or tool in host.tools.names():
+            self.report.problem(f"{name} did not leave: {report}")
+            self.report.consistency_violations += 1
+        self.report.departures += 1
 
     async def _off_and_on(self, host: PluginHost, name: str, *, disable: bool) -> None:
         touched = [name, "mid"] if name == "base" else [name]

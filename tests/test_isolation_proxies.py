@@ -369,3 +369,36 @@ def test_restart_settings_are_checked(key: str, value: object, expected: str) ->
         HostConfig.from_mapping({"plugins": {"gazette": {"sandbox": {key: value}}}})
     assert f"plugins.gazette.sandbox.{key}" in str(caught.value)
     assert expected in str(caught.value)
+
+
+ATLAS_NOTES = """
+from clawhost import hookimpl, tool
+
+STATE = {}
+
+@tool
+async def where(place: str) -> dict:
+    \"\"\"What the worker sees of an error the host's gazette raised.\"\"\"
+    try:
+        await STATE["gazette"].lookup(place)
+    except Exception as exc:
+        return {"error": str(exc), "notes": list(getattr(exc, "__notes__", []))}
+    return {}
+
+@hookimpl
+def activate(ctx):
+    STATE["gazette"] = ctx.providers.get("gazette")
+    ctx.register_tool(where)
+"""
+
+
+async def test_an_error_raised_in_the_host_says_so_in_the_worker(tmp_path: Path) -> None:
+    gazette_and_atlas(tmp_path, ATLAS_NOTES)
+    async with make_host(tmp_path, gazette={"isolation": "in-process"}) as host:
+        seen = await host.tools.invoke("where", {"place": "Atlantis"})
+    assert "no such place: Atlantis" in seen["error"]
+    (note,) = seen["notes"]
+    assert note.startswith("raised in the host process:")
+    assert "the host'" not in note
+    assert "worker process" not in note
+    assert children() == {}

@@ -323,10 +323,11 @@ class LifecycleMachine(RuleBasedStateMachine):
                 continue
             where = f"{operation}({name or ''}) -> {error!r}"
             reloaded = operation == "reload" and plugin == name and error is None
-            if new is None:  # forgotten: by a reload that does not activate, or after a
-                # failed activation (so that a fix is imported next time)
+            if new is None:  # forgotten: by a reload that does not activate, after a
+                # failed activation (so that a fix is imported next time), or for good
+                # (disabled: a closed or disabling host leaves no module behind)
                 state = self.host.plugins[plugin].state
-                assert (reloaded and state is S.RESOLVED) or state is S.FAILED, (
+                assert (reloaded and state is S.RESOLVED) or state in (S.FAILED, S.DISABLED), (
                     f"{where} dropped the module of {plugin}"
                 )
                 self.loaded[plugin] = None

@@ -1,5 +1,6 @@
 """A short soak in every test run (``nox -s soak`` runs the long one): concurrent tool
-calls and events while plugins are reloaded, disabled, re-enabled and made to fail."""
+calls and events while plugins are reloaded, disabled, re-enabled, made to fail, added
+and removed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def test_a_short_soak_loses_no_call_and_leaks_no_registration() -> None:
     assert report.reloads_rolled_back > 0, report
     assert report.disables > 0, report
     assert report.enables > 0, report
+    assert report.arrivals > 0, report
+    assert report.departures == report.arrivals, report
     assert report.calls_ok > 1000, report
     assert report.calls_failed_expected > 0, report
     assert report.events > 100, report

@@ -100,10 +100,12 @@ class Removed:
 
 @dataclass(frozen=True, slots=True)
 class Missing:
-    """A required plugin is not on offer (not installed, or disabled)."""
+    """A required plugin is not on offer (not installed, disabled, or failed before
+    resolution: ``failed`` is then the stage and the reason)."""
 
     dep: Dep
     disabled: bool
+    failed: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +210,11 @@ class CandidateTable:
         host_version: Version,
         disabled: frozenset[str],
         pinned: Mapping[str, Version],
+        failed: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.host_version = host_version
         self.disabled = disabled
+        self.failed = dict(failed or {})
         self.pinned = dict(pinned)
         self.by_name: dict[str, tuple[Candidate, ...]] = {}
         self.all: list[Candidate] = []
@@ -320,7 +324,9 @@ def check_usable(
     def first_problem(candidate: Candidate) -> Fact | None:
         for dep in candidate.deps:
             if dep.name not in left:
-                return Missing(dep, disabled=dep.name in table.disabled)
+                return Missing(
+                    dep, disabled=dep.name in table.disabled, failed=table.failed.get(dep.name)
+                )
             if left[dep.name] == 0:
                 return Stranded(dep)
             if all(match.index in facts for match in table.matches(dep)):

@@ -160,6 +160,9 @@ def _from_fact(
     if isinstance(fact, OnCycle):
         return DependencyCycle(name, fact.cycle)
     if isinstance(fact, Missing):
+        if fact.failed is not None:
+            stage, reason = fact.failed
+            return DependencyFailed(name, fact.dep.name, reason, stage=stage)
         return MissingDependency(name, fact.dep.name, fact.dep.text, disabled=fact.disabled)
     if isinstance(fact, Stranded):
         cause = errors.get(fact.dep.name)
@@ -308,6 +311,8 @@ def why_unusable(usability: Usability, candidate: Candidate) -> str:
         return f"it needs clawdesk >= {fact.required}, but this host is {host}"
     if isinstance(fact, OnCycle):
         return f"it is on a dependency cycle: {' -> '.join(fact.cycle)}"
+    if isinstance(fact, Missing) and fact.failed is not None:
+        return f"it requires {fact.dep.name}, which failed at stage {fact.failed[0]}"
     if isinstance(fact, Missing):
         why = "is disabled" if fact.disabled else "is not installed"
         return f"it requires {fact.dep.name} {fact.dep.text}, which {why}"

@@ -56,11 +56,11 @@ if TYPE_CHECKING:
     from ._context import PluginContext
     from ._events import EventBus, Pipeline
     from ._http import GatewayApp
-    from ._rescan import RescanReport
     from ._manifest import Manifest
     from ._project import PluginProject
     from ._registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
     from ._reload import ReloadEvent
+    from ._rescan import RescanReport
     from ._resolve import Resolution
 
 __all__ = ["PluginHost"]
@@ -314,9 +314,18 @@ class PluginHost:
             for candidate in self._eligible.get(name, record.candidates)
         ]
         disabled = [name for name, record in self._records.items() if record.state is S.DISABLED]
+        broken = {
+            name: (record.failure.stage, record.failure.reason)
+            for name, record in self._records.items()
+            if record.state is S.FAILED and record.failure is not None
+        }
         with _telemetry.span("clawhost.resolve", {"clawhost.candidates": len(candidates)}):
             resolution = resolve_plan(
-                candidates, host_version=self.host_version, disabled=disabled, pinned=pinned
+                candidates,
+                host_version=self.host_version,
+                disabled=disabled,
+                pinned=pinned,
+                failed=broken,
             )
         self._resolution = resolution
         elapsed = time.perf_counter() - started
@@ -380,8 +389,11 @@ class PluginHost:
 
     def _skip(self, record: PluginRecord, dependency: str) -> None:
         other = self._records[dependency]
-        cause = other.failure.reason if other.failure else f"it is {other.state.name}"
-        error = DependencyFailed(record.name, dependency, cause)
+        failure = other.failure
+        cause = failure.reason if failure else f"it is {other.state.name}"
+        error = DependencyFailed(
+            record.name, dependency, cause, stage=failure.stage if failure else None
+        )
         if record.state is S.ACTIVATING:
             record.fail("activate", str(error), error)
         else:

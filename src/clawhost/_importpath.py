@@ -95,6 +95,8 @@ _site_finder = _SiteFinder()
 _holders: dict[str, set[int]] = {}
 _held: dict[int, tuple[str, str, Any]] = {}
 _places: tuple[str, ...] = ()
+#: Places whose plugin modules were imported before any plugin held them.
+_borrowed: set[str] = set()
 
 
 def _changed() -> None:
@@ -102,18 +104,20 @@ def _changed() -> None:
     _places = tuple(place for place, holders in _holders.items() if holders)
 
 
-def hold_folder(folder: str, module: str, holder: object) -> None:
+def hold_folder(folder: str, module: str, holder: object, *, borrowed: bool = False) -> None:
     """Make ``folder``'s top-level modules importable while ``holder`` holds it.
 
     Raises ``Clash`` when ``module`` (the plugin's top-level module) is the name of a
     module of another folder that is still held: ``sys.modules`` has room for one.
+    ``borrowed``: the plugin's module was imported before (by the application, a test):
+    its modules are not the host's to drop when the place is let go.
     """
     folder = os.path.abspath(folder)
     with _lock:
         other = _folders.names.get(module)
         if other is not None and other != folder and _holders.get(other):
             raise Clash(module, other)
-        _hold("folder", folder, holder)
+        _hold("folder", folder, holder, borrowed)
         names = _module_names(folder)
         names.add(module)
         for name in names:
@@ -124,26 +128,27 @@ def hold_folder(folder: str, module: str, holder: object) -> None:
     importlib.invalidate_caches()
 
 
-def hold_site(site: str, holder: object) -> None:
+def hold_site(site: str, holder: object, *, borrowed: bool = False) -> None:
     """Make ``site`` (a path entry not on ``sys.path``) importable while held."""
     with _lock:
-        _hold("site", site, holder)
+        _hold("site", site, holder, borrowed)
         if site not in _site_finder.sites:
             _site_finder.sites.append(site)
         _install(_site_finder, front=False)
     importlib.invalidate_caches()
 
 
-def hold_place(place: str, holder: object) -> None:
+def hold_place(place: str, holder: object, *, borrowed: bool = False) -> None:
     """Count ``holder`` as a user of ``place`` (an installed package's folder, already
     importable): ``release`` then tells whether another holder still uses its modules."""
     with _lock:
-        _hold("place", os.path.abspath(place), holder)
+        _hold("place", os.path.abspath(place), holder, borrowed)
 
 
 def release(holder: object) -> bool:
-    """Let go of what ``holder`` holds; whether nothing else holds that place now (the
-    caller may then drop the modules imported from it). ``False`` if it held nothing."""
+    """Let go of what ``holder`` holds; whether nothing else holds that place now and its
+    modules were imported for a plugin (the caller may then drop them). ``False`` if it
+    held nothing, or the modules were borrowed (imported before any plugin held it)."""
     return _release(id(holder))
 
 
@@ -153,13 +158,15 @@ def held_places() -> tuple[str, ...]:
     return _places
 
 
-def _hold(kind: str, place: str, holder: object) -> None:
+def _hold(kind: str, place: str, holder: object, borrowed: bool) -> None:
     key = id(holder)
     previous = _held.get(key)
     if previous is not None:
         if previous[1] == place:
             return
         _release(key)
+    if borrowed and not _holders.get(place):
+        _borrowed.add(place)
     try:
         reference: Any = weakref.ref(holder, lambda _: _release(key))
     except TypeError:  # not weakly referable: released only when asked
@@ -181,6 +188,8 @@ def _release(key: int) -> bool:
             return False
         _holders.pop(place, None)
         _changed()
+        owned = place not in _borrowed
+        _borrowed.discard(place)
         if kind == "folder":
             for name in [n for n, folder in _folders.names.items() if folder == place]:
                 del _folders.names[name]
@@ -191,7 +200,7 @@ def _release(key: int) -> bool:
             _uninstall(_folders)
         if not _site_finder.sites:
             _uninstall(_site_finder)
-        return True
+        return owned
 
 
 def _install(finder: MetaPathFinder, *, front: bool) -> None:

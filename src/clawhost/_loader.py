@@ -80,7 +80,7 @@ def import_plugin(
         replace = source.kind is SourceKind.PROJECT
         _prepare_directory_import(candidate.name, module_name, root, holder, replace=replace)
     else:
-        _make_reachable(root, candidate.package_dir, holder)
+        _make_reachable(module_name, root, candidate.package_dir, holder)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -122,7 +122,7 @@ def _prepare_directory_import(
             for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
                 del sys.modules[name]
     try:
-        hold_folder(root, top, holder)
+        hold_folder(root, top, holder, borrowed=top in sys.modules)
     except Clash as clash:
         raise _clash(plugin, top, root, clash.other) from None
 
@@ -135,14 +135,18 @@ def _clash(plugin: str, module: str, root: str, other: str) -> LoadProblem:
     )
 
 
-def _make_reachable(path_entry: str, package_dir: os.PathLike[str] | str, holder: object) -> None:
+def _make_reachable(
+    module: str, path_entry: str, package_dir: os.PathLike[str] | str, holder: object
+) -> None:
     """A distribution found on a path the host was given (``PluginHost(path=...)``) is
     imported from there: the site is held for it while it is loaded. One on ``sys.path``
-    only counts as a user of its package's folder."""
+    only counts as a user of its package's folder. Modules imported before (by the
+    application) are borrowed: the host does not drop them."""
+    borrowed = _top(module) in sys.modules
     if path_entry not in sys.path and os.path.isdir(path_entry):
-        hold_site(path_entry, holder)
+        hold_site(path_entry, holder, borrowed=borrowed)
     else:
-        hold_place(os.fspath(package_dir), holder)
+        hold_place(os.fspath(package_dir), holder, borrowed=borrowed)
 
 
 @dataclass(frozen=True, slots=True)

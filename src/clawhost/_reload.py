@@ -469,6 +469,49 @@ def _has_metadata(path: Path) -> bool:
     return name in ("site-packages", "dist-packages") or any(path.glob("*.dist-info"))
 
 
+class _Sources:
+    """What the watcher watches, and which plugin (or a rescan) a changed path is for."""
+
+    def __init__(self, host: PluginHost, observer: Any, handler: Any) -> None:
+        self.host = host
+        self.observer = observer
+        self.handler = handler
+        self.dirs = [path.resolve() for path in host._dirs if path.is_dir()]
+        self.sites = watch_sites(host)
+        self.dir_prefixes = tuple(os.fspath(path) + os.sep for path in self.dirs)
+        self.site_names = frozenset(os.fspath(path) for path in self.sites)
+        self.owners: list[tuple[str, str]] = []
+        self.watched: dict[str, Any] = {}
+        for folder in self.dirs:
+            observer.schedule(handler, os.fspath(folder), recursive=True)
+        for site in self.sites:
+            observer.schedule(handler, os.fspath(site), recursive=False)
+
+    def owner_of(self, path: str) -> str | None:
+        for prefix, name in self.owners:
+            if path.startswith(prefix):
+                return name
+        if path.startswith(self.dir_prefixes):
+            return RESCAN  # not a known plugin's: a new plugin folder, or an old one's remains
+        if os.path.dirname(path) in self.site_names and path.endswith(_METADATA_SUFFIXES):
+            return RESCAN
+        return None
+
+    def follow(self) -> int:
+        """Watch every plugin's source folder (again, after a rescan changed them)."""
+        roots = watch_roots(self.host)
+        self.owners = sorted(
+            ((os.fspath(root) + os.sep, name) for name, root in roots.items()), reverse=True
+        )
+        wanted = {os.fspath(root) for root in roots.values() if root.is_dir()}
+        wanted = {root for root in wanted if not root.startswith(self.dir_prefixes)}
+        for root in set(self.watched) - wanted:
+            self.observer.unschedule(self.watched.pop(root))
+        for root in wanted - set(self.watched):
+            self.watched[root] = self.observer.schedule(self.handler, root, recursive=True)
+        return len(roots)
+
+
 async def watch(
     host: PluginHost, *, interval: float, on_ready: Callable[[], None] | None = None
 ) -> None:
@@ -483,21 +526,6 @@ async def watch(
 
     token = anyio.lowlevel.current_token()
     send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
-    dirs = [path.resolve() for path in host._dirs if path.is_dir()]
-    sites = watch_sites(host)
-    dir_prefixes = tuple(os.fspath(path) + os.sep for path in dirs)
-    site_names = frozenset(os.fspath(path) for path in sites)
-    owners: list[tuple[str, str]] = []
-
-    def owner_of(path: str) -> str | None:
-        for prefix, name in owners:
-            if path.startswith(prefix):
-                return name
-        if path.startswith(dir_prefixes):
-            return RESCAN  # not a known plugin's: a new plugin folder, or an old one's remains
-        if os.path.dirname(path) in site_names and path.endswith(_METADATA_SUFFIXES):
-            return RESCAN
-        return None
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
@@ -507,62 +535,47 @@ async def watch(
                 text = os.fsdecode(path) if path else ""
                 if not text or not relevant(text):
                     continue
-                name = owner_of(os.path.abspath(text))
+                name = sources.owner_of(os.path.abspath(text))
                 if name is not None:
                     with contextlib.suppress(anyio.RunFinishedError, anyio.BrokenResourceError):
                         anyio.from_thread.run_sync(send.send_nowait, name, token=token)
 
     observer = Observer()
-    handler = Handler()
-    watched: dict[str, Any] = {}
-
-    def follow() -> int:
-        """Watch every plugin's source folder (again, after a rescan changed them)."""
-        roots = watch_roots(host)
-        owners[:] = sorted(
-            ((os.fspath(root) + os.sep, name) for name, root in roots.items()), reverse=True
-        )
-        wanted = {os.fspath(root) for root in roots.values() if root.is_dir()}
-        wanted = {root for root in wanted if not root.startswith(dir_prefixes)}
-        for root in set(watched) - wanted:
-            observer.unschedule(watched.pop(root))
-        for root in wanted - set(watched):
-            watched[root] = observer.schedule(handler, root, recursive=True)
-        return len(roots)
-
-    for folder in dirs:
-        observer.schedule(handler, os.fspath(folder), recursive=True)
-    for site in sites:
-        observer.schedule(handler, os.fspath(site), recursive=False)
-    count = follow()
+    sources = _Sources(host, observer, Handler())
+    count = sources.follow()
     observer.start()
     logger.info(
         "Watching %d plugin(s), %d plugin director%s and %d site(s) for changes",
         count,
-        len(dirs),
-        "y" if len(dirs) == 1 else "ies",
-        len(sites),
+        len(sources.dirs),
+        "y" if len(sources.dirs) == 1 else "ies",
+        len(sources.sites),
     )
     try:
         if on_ready is not None:
             on_ready()
         async with receive:
             while True:
-                first = await receive.receive()
-                changed = {first}
-                deadline = anyio.current_time() + interval * 5
-                while True:
-                    wait = min(interval, deadline - anyio.current_time())
-                    if wait <= 0:
-                        break
-                    with anyio.move_on_after(wait) as scope:
-                        changed.add(await receive.receive())
-                    if scope.cancelled_caught:
-                        break
-                await _handle_changes(host, changed)
-                follow()
+                await _handle_changes(host, await _burst(receive, interval))
+                sources.follow()
     finally:
-        await anyio.to_thread.run_sync(_stop, observer)
+        with anyio.CancelScope(shield=True):  # cancelled (the host closes): stop it anyway
+            await anyio.to_thread.run_sync(_stop, observer)
+        send.close()
+
+
+async def _burst(receive: Any, interval: float) -> set[str]:
+    """The names of one burst of events: until none came for ``interval`` (at most five)."""
+    changed = {await receive.receive()}
+    deadline = anyio.current_time() + interval * 5
+    while True:
+        wait = min(interval, deadline - anyio.current_time())
+        if wait <= 0:
+            return changed
+        with anyio.move_on_after(wait) as scope:
+            changed.add(await receive.receive())
+        if scope.cancelled_caught:
+            return changed
 
 
 async def _handle_changes(host: PluginHost, changed: set[str]) -> None:

@@ -85,13 +85,16 @@ def resolve_plan(
     disabled: Iterable[str] = (),
     pinned: Mapping[str, str | Version] | None = None,
     only: Iterable[str] | None = None,
+    failed: Mapping[str, tuple[str, str]] | None = None,
 ) -> Resolution:
     """Choose one version of every wanted plugin so that every requirement holds.
 
     ``candidates`` are the versions on offer (several per plugin allowed), or a mapping of
     plugin name to them. A version whose ``min_clawdesk_version`` is above ``host_version``
     is not eligible. ``disabled`` plugins are not candidates at all: whatever requires one
-    fails with ``MissingDependency(disabled=True)``. ``pinned`` forces a version of a
+    fails with ``MissingDependency(disabled=True)``. ``failed`` names plugins that failed
+    before resolution (name -> stage, reason): whatever requires one fails with
+    ``DependencyFailed`` saying so, not with "not installed". ``pinned`` forces a version of a
     plugin (``plugins install`` checks a new plugin this way; hot reload re-resolves a new
     version this way). ``only`` resolves just those roots and what they need; by default
     every candidate plugin is a root. Naming a plugin in ``only`` that is not a candidate
@@ -116,7 +119,9 @@ def resolve_plan(
             if root not in known:
                 raise PluginNotFound(root, known)
         grouped = _closure(grouped, roots)
-    table = CandidateTable(grouped, host_version=host, disabled=off, pinned=pins)
+    table = CandidateTable(
+        grouped, host_version=host, disabled=off, pinned=pins, failed=failed or {}
+    )
     removed: dict[str, ResolutionError] = {}
     set_aside: dict[int, tuple[str, ...]] = {}
     while True:

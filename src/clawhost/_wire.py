@@ -139,12 +139,14 @@ def encode_error(error: BaseException, *, with_traceback: bool = True) -> dict[s
     return data
 
 
-def decode_error(data: Mapping[str, Any], plugin: str) -> Exception:
+def decode_error(data: Mapping[str, Any], plugin: str, *, from_host: bool = False) -> Exception:
     """The exception ``encode_error`` described, rebuilt on this side of the boundary.
 
     clawhost's errors and builtin exceptions come back as themselves (``PermissionDenied``
     with its fields, ``MemoryError``, ``ValueError``); any other type is a ``WorkerError``
-    naming it. The worker's traceback, when sent, is attached as a note.
+    naming it. The other side's traceback, when sent, is attached as a note that says
+    where it was raised: in ``plugin``'s worker process, or (``from_host``, decoding in a
+    worker what the host answered) in the host process.
     """
     from . import errors
 
@@ -171,7 +173,8 @@ def decode_error(data: Mapping[str, Any], plugin: str) -> Exception:
     if rebuilt is None:
         rebuilt = WorkerError(plugin, type_name, message, remote_traceback)
     if remote_traceback:
-        rebuilt.add_note(f"raised in the worker process of plugin {plugin!r}:\n{remote_traceback}")
+        where = "the host process" if from_host else f"the worker process of plugin {plugin!r}"
+        rebuilt.add_note(f"raised in {where}:\n{remote_traceback}")
     return rebuilt
 
 

@@ -458,7 +458,7 @@ class _Worker:
         reply: dict[str, Any] = waiter[1]
         if reply.get("ok"):
             return reply.get("result")
-        raise decode_error(reply.get("error") or {}, "the host")
+        raise decode_error(reply.get("error") or {}, "the host", from_host=True)
 
     async def _call(
         self, function: Callable[..., Any], *args: Any, operation: str, **options: Any

@@ -354,14 +354,18 @@ class HostTooOld(ResolutionError):
 class DependencyFailed(ResolutionError):
     """A dependency of ``plugin`` failed (to resolve, load or activate), so it cannot run."""
 
-    def __init__(self, plugin: str, dependency: str, reason: str | None = None) -> None:
+    def __init__(
+        self, plugin: str, dependency: str, reason: str | None = None, stage: str | None = None
+    ) -> None:
         self.dependency = dependency
         self.reason = reason
-        message = f"dependency {dependency} failed"
+        #: The stage at which the dependency failed (load, resolve, activate, run), if known.
+        self.stage = stage
+        message = f"dependency {dependency} failed" + (f" at stage {stage}" if stage else "")
         super().__init__(plugin, f"{message}: {reason}" if reason else message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.plugin, self.dependency, self.reason))
+        return (type(self), (self.plugin, self.dependency, self.reason, self.stage))
 
 
 # -- sandbox ----------------------------------------------------------------------------------
