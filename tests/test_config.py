@@ -343,8 +343,14 @@ def test_a_plugin_section_must_have_a_plugin_name(tmp_path: Path) -> None:
         (
             '[plugins.sandbox]\nnet_allowed = ["api.example.com"]\n',
             "plugins.sandbox.net_allowed[0]",
-            "got 'api.example.com', which is not allowed here",
-            "an array of 'host:port' strings",
+            "got 'api.example.com', which is not 'host:port' (port a number or *)",
+            "'host:port': a name, *.name, an IP or [IPv6]; a port 1-65535 or *",
+        ),
+        (
+            '[plugins.weather.sandbox]\nnet_allowed = ["api.example.com:99999"]\n',
+            "plugins.weather.sandbox.net_allowed[0]",
+            "got 'api.example.com:99999': port 99999 is not in 1-65535",
+            "'host:port': a name, *.name, an IP or [IPv6]; a port 1-65535 or *",
         ),
         (
             '[plugins.sandbox]\nfs_allowed = [""]\n',

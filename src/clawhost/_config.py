@@ -34,7 +34,7 @@ from pydantic import (
 from ._describe import kind_of, short_repr, toml_path
 from ._discover import DEFAULT_GROUP
 from ._interpolate import interpolate_tree
-from ._manifest import PLUGIN_NAME_PATTERN, NetworkTarget, PluginName
+from ._manifest import NETWORK_PATTERN, PLUGIN_NAME_PATTERN, PluginName
 from ._toml import TomlSyntaxError
 from ._toml import loads as toml_loads
 from .errors import ConfigError, Problem
@@ -67,6 +67,24 @@ def _absolute(value: Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath(base / value.expanduser()))
 
 
+class _BadHostPattern(ValueError):
+    """A ``net_allowed`` entry that is not a ``host:port`` pattern; says why."""
+
+
+def _host_pattern(value: str) -> str:
+    from ._netrules import NetworkRule
+
+    try:
+        NetworkRule.parse(value)
+    except ValueError as exc:
+        # The reason without the value: it may have come from a secret variable.
+        reason = str(exc).removeprefix(f"{value!r}: ").removeprefix(f"{value!r} ")
+        raise _BadHostPattern(reason) from None
+    if re.fullmatch(NETWORK_PATTERN, value) is None:
+        raise _BadHostPattern("a host may hold only letters, digits, '.' and '-'")
+    return value
+
+
 # TOML is typed, so the models are strict ("4" is not an integer); a few fields relax it
 # where the input is legitimately of another type (TOML arrays arrive as lists, paths as
 # strings).
@@ -74,7 +92,7 @@ ConfigPath = Annotated[
     Path, Strict(False), BeforeValidator(_non_empty_path), AfterValidator(_absolute)
 ]
 PathList = Annotated[tuple[ConfigPath, ...], Strict(False)]
-HostList = Annotated[tuple[NetworkTarget, ...], Strict(False)]
+HostList = Annotated[tuple[Annotated[str, AfterValidator(_host_pattern)], ...], Strict(False)]
 Seconds = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 EntryPointGroup = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
@@ -444,8 +462,9 @@ def _problem_from_error(error: Mapping[str, Any], substituted: set[Loc]) -> Prob
     value = error.get("input")
     key = next((part for part in reversed(loc) if isinstance(part, str)), "")
     if kind == "extra_forbidden":
-        allowed = _TABLE_KEYS[_table_of(loc)]
-        return Problem(field, "unknown key", f"one of: {', '.join(allowed)}")
+        table = _table_of(loc)
+        allowed = _TABLE_KEYS[table]
+        return Problem(field, _unknown_key(table, key, loc), f"one of: {', '.join(allowed)}")
     if tuple(error["loc"])[-1:] == ("[key]",):  # the name of a [plugins.<name>] section
         return Problem(
             field,
@@ -459,6 +478,10 @@ def _problem_from_error(error: Mapping[str, Any], substituted: set[Loc]) -> Prob
     got = f"got {kind_of(value) if hides_secret else short_repr(value)}"
     if kind == "string_pattern_mismatch":
         return Problem(field, f"{got}, which is not allowed here", _EXPECTED_BY_KEY.get(key))
+    reason = error.get("ctx", {}).get("error")
+    if kind == "value_error" and isinstance(reason, _BadHostPattern):
+        joint = ", which" if str(reason).startswith("is ") else ":"
+        return Problem(field, f"{got}{joint} {reason}", _HOST_PATTERN)
     if kind in ("greater_than", "greater_than_equal", "value_error"):
         message = got if kind != "value_error" else str(error["ctx"]["error"])
         return Problem(field, message, _EXPECTED_BY_KEY.get(key))
@@ -469,6 +492,24 @@ def _problem_from_error(error: Mapping[str, Any], substituted: set[Loc]) -> Prob
         message = str(error["msg"])
         return Problem(field, message[:1].lower() + message[1:])
     return Problem(field, got, expected)
+
+
+_HOST_PATTERN = "'host:port': a name, *.name, an IP or [IPv6]; a port 1-65535 or *"
+#: Keys people write for a permission, and the sandbox key that grants it.
+_PERMISSION_KEYS = dict.fromkeys(("network", "net", "hosts"), "net_allowed")
+_PERMISSION_KEYS.update(dict.fromkeys(("filesystem", "fs", "paths"), "fs_allowed"))
+_PERMISSION_KEYS["subprocess"] = "allow_subprocess"
+
+
+def _unknown_key(table: str, key: str, loc: Loc) -> str:
+    """``unknown key``, with what was probably meant for a permission."""
+    right = _PERMISSION_KEYS.get(key.lower())
+    if table == "sandbox" and right is not None:
+        return f"unknown key; the {key} permission is granted by {right}"
+    if table == "plugin" and (right is not None or key in SandboxOverrides.model_fields):
+        where = toml_path((*loc[:-1], "sandbox"))
+        return f"unknown key here; {right or key} belongs in [{where}]"
+    return "unknown key"
 
 
 def _table_of(loc: Loc) -> str:

@@ -6,13 +6,17 @@
       plugins list [--json] [--activate]
       plugins inspect NAME [--json]
       plugins enable NAME | disable NAME
-      plugins install SPEC [--branch B] [--force] [--dry-run] [--no-deps]
-      plugins update [NAME] [--force] [--dry-run]
-      plugins uninstall NAME [--yes]
+      plugins install SPEC [--branch B] [--force] [--dry-run] [--no-deps] [--yes]
+                           [--installer pip|uv]
+      plugins update [NAME] [--force] [--dry-run] [--yes] [--installer pip|uv]
+      plugins uninstall NAME [--yes] [--installer pip|uv]
+      plugins grant NAME [PERMISSION]... [--yes]
+      plugins revoke NAME [PERMISSION]...
       plugins create NAME [--directory DIR]
       plugins test PATH [--json] [--with SPEC]...
       doctor [--json] [--no-activate] [--fix]
       gateway [--config FILE] [--log-level LEVEL]
+      mcp [--config FILE] [--log-level LEVEL] [--name NAME]
 
 A user error (an invalid config, an unknown plugin, a conflict, pip failing) is one
 ``Error: ...`` line (with the details it carries) and exit status 1; ``--debug`` shows the
@@ -33,9 +37,11 @@ from .admin import admin_command
 from .create import create_command
 from .doctor import doctor_command
 from .gateway import gateway_command
+from .grants import grant_command, revoke_command
 from .harness import test_command
 from .install import install_command, uninstall_command, update_command
 from .listing import inspect_command, list_command
+from .mcp import mcp_command
 from .state import LEVELS, AppState, cli_logging, find_config
 from .toggle import disable_command, enable_command
 
@@ -107,14 +113,14 @@ def cli(
     config, explicit = find_config(config_file)
     state = AppState(config, explicit, tuple(path.absolute() for path in paths), log_level, debug)
     ctx.obj = state
-    if ctx.invoked_subcommand != "gateway":  # the gateway logs at its own level
+    if ctx.invoked_subcommand not in ("gateway", "mcp"):  # these log at their own level
         ctx.with_resource(cli_logging(state.level_for(None)))
 
 
 @cli.group("plugins", context_settings=CONTEXT)
 def plugins() -> None:
-    """Manage plugins: list, inspect, enable, disable, install, update, uninstall, create,
-    test, admin."""
+    """Manage plugins: list, inspect, enable, disable, install, update, uninstall, grant,
+    revoke, create, test, admin."""
 
 
 for command in (
@@ -126,9 +132,12 @@ for command in (
     install_command,
     update_command,
     uninstall_command,
+    grant_command,
+    revoke_command,
     create_command,
     test_command,
 ):
     plugins.add_command(command)
 cli.add_command(doctor_command)
 cli.add_command(gateway_command)
+cli.add_command(mcp_command)

@@ -5,7 +5,9 @@ manifest from the wheel (never importing it), and check it against the installed
 with the host's resolver. A conflict stops them, explained with suggestions, unless
 ``--force``. Plugin dependencies the wheel asks pip for (``clawdesk-plugin-*``
 requirements) that are not installed are fetched and checked too. Only then does pip (or
-uv) install exactly the wheels that were checked.
+uv) install exactly the wheels that were checked. The permissions the new plugins ask for
+beyond what config.toml grants are shown first and asked about once (``consent``); the
+answer is recorded in config.toml after the install.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -25,11 +27,14 @@ from .render import err_console, make_console
 from .state import AppState
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from clawhost._config import HostConfig
     from clawhost._discover import DiscoveredPlugin
 
+    from .consent import Request
     from .fetch import Fetched
-    from .installer import Installer
+    from .installer import Installer, Tool
     from .spec import InstallSource
 
 __all__ = ["install_command", "uninstall_command", "update_command"]
@@ -41,6 +46,21 @@ _BUILD_ISOLATION_HELP = (
     "Build local projects in this environment instead of an isolated one (pip's option; "
     "needed offline)."
 )
+
+_installer_option = click.option(
+    "--installer",
+    "installer_name",
+    type=click.Choice(["pip", "uv"]),
+    envvar="CLAWHOST_INSTALLER",
+    help="Install with pip or uv (default: pip when this environment has it, else uv; "
+    "also $CLAWHOST_INSTALLER).",
+)
+
+
+def _installer(state: AppState, name: str | None) -> Installer:
+    from .installer import detect_installer
+
+    return detect_installer(echo=state.debug, tool=cast("Tool | None", name))
 
 
 def _installed(state: AppState) -> tuple[HostConfig, list[DiscoveredPlugin]]:
@@ -125,13 +145,11 @@ def _check(
     from clawhost._version import __version__
     from clawhost.errors import InstallConflict
 
-    from .conflicts import explain, find_conflicts, permission_warnings
+    from .conflicts import explain, find_conflicts
 
     new = [plugin for item in fetched for plugin in item.plugins]
     failures = find_conflicts(installed, new, config, host_version=__version__)
     warn = err_console()
-    for message in permission_warnings(new, config):
-        warn.print(f"Warning: {message}", style="yellow", markup=False)
     if not failures:
         return
     explanation = "\n\n".join(
@@ -179,6 +197,50 @@ def _install(
     invalidate_discovery_cache()
 
 
+_YES_HELP = (
+    "Grant the permissions the plugins ask for without asking (for scripts). Without it, "
+    "nothing is granted unless you answer yes at a terminal."
+)
+
+
+def _consent(
+    state: AppState,
+    console: Console,
+    fetched: Sequence[Fetched],
+    config: HostConfig,
+    *,
+    yes: bool,
+    update: bool,
+    dry_run: bool,
+) -> tuple[list[Request], str | None]:
+    """Show what the new plugins ask for beyond what config.toml grants, and ask once
+    (unless ``--yes``, a dry run, or no terminal); returns the requests and why they are
+    not to be granted (``None``: grant them)."""
+    from .consent import ask, requests_for, show
+
+    requests = requests_for([plugin for item in fetched for plugin in item.plugins], config)
+    if dry_run:
+        show(console, requests, update=update)
+        return requests, "a dry run grants nothing"
+    return requests, ask(console, requests, target=state.config_target(), yes=yes, update=update)
+
+
+def _settle(
+    state: AppState,
+    console: Console,
+    requests: Sequence[Request],
+    config: HostConfig,
+    why: str | None,
+) -> HostConfig:
+    """After installing: record the grants, or say what was not granted and how to."""
+    from .consent import record, report_not_granted
+
+    if why is None:
+        return record(console, requests, config, state.config_target())
+    report_not_granted(err_console(), requests, config, why)
+    return config
+
+
 def _describe(item: Fetched) -> str:
     names = ", ".join(f"{plugin.name} {plugin.version}" for plugin in item.plugins)
     return f"{names} ({item.distribution})"
@@ -220,6 +282,8 @@ def _config_hints(fetched: Sequence[Fetched], config: HostConfig) -> list[str]:
 @click.option("--dry-run", is_flag=True, help="Fetch and check only; install nothing.")
 @click.option("--no-deps", is_flag=True, help="Do not install the plugin's Python dependencies.")
 @click.option("--no-build-isolation", is_flag=True, help=_BUILD_ISOLATION_HELP)
+@_installer_option
+@click.option("--yes", "-y", is_flag=True, help=_YES_HELP)
 @click.pass_obj
 def install_command(  # noqa: PLR0917 - click passes each option positionally
     state: AppState,
@@ -229,19 +293,21 @@ def install_command(  # noqa: PLR0917 - click passes each option positionally
     dry_run: bool,
     no_deps: bool,
     no_build_isolation: bool,
+    installer_name: str | None,
+    yes: bool,
 ) -> None:
     """Install a plugin: a registry name (weather), a directory, a .tar.gz or .whl file,
     or a git URL (with --branch).
 
     The plugin is checked against the installed plugins before anything is installed;
-    a dependency conflict is refused with an explanation unless --force.
+    a dependency conflict is refused with an explanation unless --force. The permissions
+    it asks for are shown, and granted in config.toml only if you say yes (or --yes).
     """
     from .fetch import fetch
-    from .installer import detect_installer
     from .spec import parse_spec
 
     source = parse_spec(spec, branch=branch)
-    installer = detect_installer(echo=state.debug)
+    installer = _installer(state, installer_name)
     console = make_console()
     config, installed = _installed(state)
     with tempfile.TemporaryDirectory(prefix="clawhost-install-") as folder:
@@ -254,11 +320,15 @@ def install_command(  # noqa: PLR0917 - click passes each option positionally
         _check(fetched, installed, config, command="install", spec=spec, force=force)
         for extra in fetched[1:]:
             console.print(f"With its dependency {_describe(extra)}", markup=False)
+        requests, why = _consent(
+            state, console, fetched, config, yes=yes, update=False, dry_run=dry_run
+        )
         if dry_run:
             console.print(f"Would install {_describe(first)}", markup=False)
             return
         _install(state, installer, fetched, installed, no_deps=no_deps)
     console.print(f"Installed {_describe(first)}", markup=False)
+    config = _settle(state, console, requests, config, why)
     for hint in _config_hints(fetched, config):
         console.print(hint, markup=False)
 
@@ -300,22 +370,31 @@ def _update_source(plugin: DiscoveredPlugin) -> InstallSource | str:
 @click.option("--force", is_flag=True, help="Update despite a dependency conflict (risky).")
 @click.option("--dry-run", is_flag=True, help="Fetch and check only; install nothing.")
 @click.option("--no-build-isolation", is_flag=True, help=_BUILD_ISOLATION_HELP)
+@_installer_option
+@click.option("--yes", "-y", is_flag=True, help=_YES_HELP)
 @click.pass_obj
-def update_command(
-    state: AppState, name: str | None, force: bool, dry_run: bool, no_build_isolation: bool
+def update_command(  # noqa: PLR0917 - click passes each option positionally
+    state: AppState,
+    name: str | None,
+    force: bool,
+    dry_run: bool,
+    no_build_isolation: bool,
+    installer_name: str | None,
+    yes: bool,
 ) -> None:
     """Update one installed plugin, or every one when NAME is left out.
 
-    Updates are checked against the other plugins like installs.
+    Updates are checked against the other plugins like installs. A new version that asks
+    for more permissions than the old one was granted needs your consent again (or
+    --yes); without it the old grant stays, and the new version will not load.
     """
     from packaging.version import Version
 
     from clawhost.errors import InstallError, PluginNotFound
 
     from .fetch import fetch
-    from .installer import detect_installer
 
-    installer = detect_installer(echo=state.debug)
+    installer = _installer(state, installer_name)
     console = make_console()
     config, installed = _installed(state)
     distributed = {
@@ -356,28 +435,32 @@ def update_command(
             return
         spec = name or ""
         _check(updates, installed, config, command="update", spec=spec, force=force)
+        requests, why = _consent(
+            state, console, updates, config, yes=yes, update=True, dry_run=dry_run
+        )
         if dry_run:
             return
         _install(state, installer, updates, installed, no_deps=False)
     for item in updates:
         console.print(f"Updated {_describe(item)}", markup=False)
+    _settle(state, console, requests, config, why)
 
 
 @click.command("uninstall")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_installer_option
 @click.pass_obj
-def uninstall_command(state: AppState, name: str, yes: bool) -> None:
+def uninstall_command(state: AppState, name: str, yes: bool, installer_name: str | None) -> None:
     """Uninstall a plugin's distribution (warning about the plugins that need it)."""
     from clawhost._cache import invalidate_discovery_cache
     from clawhost.errors import InstallError, PluginNotFound
 
-    from .installer import detect_installer
-
     if state.paths:
         raise InstallError(
-            "pip cannot uninstall from a --path folder; delete the plugin's folders there"
+            "pip and uv cannot uninstall from a --path folder; delete the plugin's folders there"
         )
+    installer = _installer(state, installer_name)
     config, installed = _installed(state)
     del config
     mine = [plugin for plugin in installed if plugin.name == name]
@@ -415,6 +498,6 @@ def uninstall_command(state: AppState, name: str, yes: bool) -> None:
         )
     if not yes:
         click.confirm(f"Uninstall {', '.join(distributions)}?", abort=True, err=True)
-    detect_installer(echo=state.debug).uninstall(distributions)
+    installer.uninstall(distributions)
     invalidate_discovery_cache()
     make_console().print(f"Uninstalled {name} ({', '.join(distributions)})", markup=False)

@@ -1,10 +1,12 @@
 """Running pip (or uv) and git: argument lists only, never a shell, SPECs after ``--``.
 
 pip is used through the running interpreter (``python -m pip``), so plugins go into the
-environment clawhost runs in. In an environment uv manages that has no pip, uv is used
-instead (``uv pip install --python <this interpreter>``). pip and git read their usual
-configuration (``PIP_INDEX_URL``, ``pip.conf``, credentials helpers): the command adds
-none of its own.
+environment clawhost runs in. uv is used the same way (``uv pip install --python <this
+interpreter>``, ``uv build --python <this interpreter>``): in an environment without pip
+(``uv venv`` makes them) it is chosen by itself, and ``--installer uv`` (or
+``CLAWHOST_INSTALLER=uv``) chooses it anywhere. pip, uv and git read their usual
+configuration (``PIP_INDEX_URL``, ``pip.conf``, ``UV_INDEX_URL``, ``uv.toml``, credentials
+helpers): the command adds none of its own.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from clawhost.errors import InstallerFailed, InstallError
 
 from .spec import GIT_PROTOCOLS
 
-__all__ = ["Installer", "detect_installer", "git_clone", "run_tool"]
+__all__ = ["TOOLS", "Installer", "Tool", "detect_installer", "find_uv", "git_clone", "run_tool"]
 
 Tool = Literal["pip", "uv"]
+#: The installers ``--installer`` accepts.
+TOOLS: tuple[Tool, ...] = ("pip", "uv")
 
 
 def run_tool(
@@ -58,19 +62,55 @@ def run_tool(
     return output
 
 
+def find_uv() -> str | None:
+    """The uv binary: ``$UV`` (uv sets it for the commands it runs), the first ``uv`` on
+    ``PATH``, the one beside this interpreter, or the one the ``uv`` Python package
+    ships; ``None`` when there is none."""
+    given = os.environ.get("UV")
+    if given and os.path.isfile(given) and os.access(given, os.X_OK):
+        return given
+    found = shutil.which("uv")
+    if found is not None:
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    if importlib.util.find_spec("uv") is not None:
+        try:
+            import uv
+
+            return str(uv.find_uv_bin())
+        except (ImportError, FileNotFoundError, AttributeError):
+            return None
+    return None
+
+
+def _has_pip() -> bool:
+    return importlib.util.find_spec("pip") is not None
+
+
 @dataclass(frozen=True)
 class Installer:
-    """pip or uv, acting on the environment of ``python``."""
+    """pip or uv, acting on the environment of ``python``.
+
+    ``uv`` is the uv binary (``find_uv()`` when left out).
+    """
 
     tool: Tool
     python: str = sys.executable
     echo: bool = False
+    uv: str | None = None
+
+    def _uv(self) -> str:
+        uv = self.uv or find_uv()
+        if uv is None:
+            raise InstallError(_NO_UV)
+        return uv
 
     def _pip(self, *arguments: str) -> list[str]:
         if self.tool == "pip":
             return [self.python, "-m", "pip", *arguments, "--disable-pip-version-check"]
-        uv = shutil.which("uv") or "uv"
-        return [uv, "pip", *arguments, "--python", self.python]
+        return [self._uv(), "pip", *arguments, "--python", self.python]
 
     def build_wheel(self, source: str, destination: Path, *, no_build_isolation: bool) -> Path:
         """Build (or, for a requirement, fetch) one wheel of ``source`` without its
@@ -81,8 +121,16 @@ class Installer:
         if self.tool == "pip":
             command = self._pip("wheel", "--no-deps", "--wheel-dir", os.fspath(destination))
         else:
-            uv = shutil.which("uv") or "uv"
-            command = [uv, "build", "--wheel", "--out-dir", os.fspath(destination)]
+            # uv builds with this environment's interpreter; without isolation, in it.
+            command = [
+                self._uv(),
+                "build",
+                "--wheel",
+                "--out-dir",
+                os.fspath(destination),
+                "--python",
+                self.python,
+            ]
         run_tool([*command, *isolation, "--", source], echo=self.echo)
         built = sorted(set(destination.glob("*.whl")) - before) or sorted(before)
         if not built:
@@ -127,19 +175,50 @@ class Installer:
         run_tool([*self._pip(*options), "--", *distributions], echo=self.echo)
 
 
-def detect_installer(*, echo: bool = False) -> Installer:
-    """pip when this interpreter has it; uv in a uv-managed environment without pip."""
-    if importlib.util.find_spec("pip") is not None:
-        return Installer("pip", echo=echo)
-    if shutil.which("uv") is not None and _uv_managed():
-        return Installer("uv", echo=echo)
+_NO_UV = "uv is not installed: put it on PATH (https://docs.astral.sh/uv/), or set UV to its path"
+
+
+def detect_installer(*, echo: bool = False, tool: Tool | None = None) -> Installer:
+    """The installer for the environment clawhost runs in.
+
+    ``tool`` is what ``--installer`` asked for; without it, pip when the environment has
+    it, else uv (an environment made by ``uv venv`` has no pip). ``InstallError`` says
+    what is missing and what to do.
+    """
+    python = sys.executable
+    if tool == "pip":
+        if _has_pip():
+            return Installer("pip", python, echo)
+        made_by = " (an environment made by uv has none)" if _uv_managed() else ""
+        raise InstallError(
+            f"--installer pip: {python} has no pip{made_by}; use --installer uv, or add "
+            f"pip to it: uv pip install --python {python} pip"
+        )
+    if tool == "uv":
+        uv = find_uv()
+        if uv is None:
+            raise InstallError(f"--installer uv: {_NO_UV}")
+        return Installer("uv", python, echo, uv)
+    if tool is not None:
+        raise InstallError(f"unknown installer {tool!r}: one of {', '.join(TOOLS)}")
+    if _has_pip():
+        return Installer("pip", python, echo)
+    uv = find_uv()
+    if uv is not None:
+        return Installer("uv", python, echo, uv)
+    if _uv_managed():
+        raise InstallError(
+            f"{python} is an environment made by uv, which has no pip, and uv cannot be "
+            "found: put uv on PATH or set UV to its path (or add pip: uv pip install "
+            f"--python {python} pip)"
+        )
     raise InstallError(
-        f"{sys.executable} has no pip (and this is not a uv environment): "
-        f"run '{sys.executable} -m ensurepip' first"
+        f"{python} has no pip, and uv cannot be found: run '{python} -m ensurepip' first"
     )
 
 
 def _uv_managed() -> bool:
+    """Whether this environment was made by uv (its pyvenv.cfg says so)."""
     try:
         text = (Path(sys.prefix) / "pyvenv.cfg").read_text("utf-8")
     except OSError:

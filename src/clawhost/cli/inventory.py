@@ -186,10 +186,13 @@ def _view(host: PluginHost, config: HostConfig, record: PluginRecord) -> PluginV
     from clawhost.errors import PermissionsRefused, PluginConfigError
 
     view = PluginView(record, enabled=config.settings_for(record.name).enabled)
-    if record.failure is not None:
-        view.failure = (record.failure.stage, record.failure.reason)
     manifest = record.manifest
     plugin = record.plugin
+    if record.failure is not None:
+        reason = record.failure.reason
+        if isinstance(record.failure.error, PermissionsRefused) and manifest is not None:
+            reason += _grant_hint(config, record.name, manifest)
+        view.failure = (record.failure.stage, reason)
     if manifest is None or plugin is None:
         return view
     view.dependencies = _dependencies(host, manifest)
@@ -206,6 +209,18 @@ def _view(host: PluginHost, config: HostConfig, record: PluginRecord) -> PluginV
         if record.state is PluginState.RESOLVED:
             view.failure = ("config", str(exc))
     return view
+
+
+def _grant_hint(config: HostConfig, name: str, manifest: Manifest) -> str:
+    """``\nTo grant it: clawhost plugins grant NAME ...`` for what is not granted."""
+    from .permissions import assess, grant_command
+
+    missing = [
+        item.permission
+        for item in assess(name, manifest.permissions, config)
+        if not item.granted and item.problem is None
+    ]
+    return f"\nTo grant it: {grant_command(name, missing)}" if missing else ""
 
 
 def _dependencies(host: PluginHost, manifest: Manifest) -> list[Dependency]:

@@ -161,12 +161,12 @@ def render_inspect(console: Console, view: PluginView, inventory: Inventory) -> 
         console.print(
             f"  {escape(other.name)} {other.version or ''} requires {escape(requirement)}"
         )
-    _render_permissions(console, view)
+    _render_permissions(console, view, inventory)
     _render_config(console, view)
     if view.record.diagnostics:
         _section(console, "Diagnostics")
         for diagnostic in view.record.diagnostics:
-            console.print(f"  [{diagnostic.severity}] {escape(diagnostic.message)}", markup=False)
+            console.print(f"  [{diagnostic.severity}] {diagnostic.message}", markup=False)
 
 
 def _print_fields(console: Console, fields: list[tuple[str, Any]]) -> None:
@@ -185,28 +185,46 @@ def _section(console: Console, title: str) -> None:
     console.print(Text(title, style="bold cyan"))
 
 
-def _render_permissions(console: Console, view: PluginView) -> None:
+def _render_permissions(console: Console, view: PluginView, inventory: Inventory) -> None:
+    """What the manifest asks for, item by item: granted (and by which config key), not
+    granted, or impossible to grant; and the command that grants the rest."""
+    from .permissions import assess, environment_names, grant_command
+
     _section(console, "Permissions")
     manifest = view.manifest
     if manifest is None:
         console.print("  unknown")
         return
-    asked = manifest.permissions
-    console.print(f"  requested network: {', '.join(asked.network) or 'none'}", markup=False)
-    console.print(f"  requested filesystem: {', '.join(asked.filesystem) or 'none'}", markup=False)
-    console.print(f"  requested subprocess: {'yes' if asked.subprocess else 'no'}")
-    if view.refused:
-        console.print("  [red]refused by the host config:[/red]")
-        for item in view.refused:
-            console.print(f"    - {escape(item)}")
-    elif view.granted is not None:
-        granted = view.granted
-        network = ", ".join(str(rule) for rule in granted.network) or "none"
-        console.print(f"  granted network: {network}", markup=False)
+    items = assess(view.name, manifest.permissions, inventory.config)
+    if not items:
+        console.print("  requests none")
+    table = Table(box=None, padding=(0, 2), show_edge=False)
+    for column in ("Kind", "Requested", "Granted"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        permission = item.permission
+        if item.problem is not None:
+            verdict = Text(f"no: cannot be granted ({item.problem})", style="red")
+        elif item.granted:
+            verdict = Text(f"yes, by {item.key}", style="green")
+        else:
+            verdict = Text("no", style="red")
+        value = permission.value or "start processes, send signals"
+        table.add_row(permission.kind, Text(value), verdict)
+    if items:
+        console.print(table)
+    names = environment_names(manifest)
+    if names:
         console.print(
-            f"  granted filesystem: {', '.join(granted.filesystem) or 'none'}", markup=False
+            f"  environment: {', '.join(names)} (its settings are read from them; the sandbox "
+            "does not limit the environment)",
+            markup=False,
         )
-        console.print(f"  granted subprocess: {'yes' if granted.subprocess else 'no'}")
+    missing = [item.permission for item in items if not item.granted and item.problem is None]
+    if missing:
+        console.print(
+            f"  To grant: {grant_command(view.name, missing)}", markup=False, soft_wrap=True
+        )
 
 
 def _render_config(console: Console, view: PluginView) -> None:
@@ -236,6 +254,8 @@ def _render_config(console: Console, view: PluginView) -> None:
 
 def inspect_dict(view: PluginView, inventory: Inventory) -> dict[str, Any]:
     """The ``plugins inspect --json`` object (secrets masked)."""
+    from .permissions import assess, grant_command
+
     manifest = view.manifest
     plugin = view.plugin
     data = view.to_dict()
@@ -258,6 +278,8 @@ def inspect_dict(view: PluginView, inventory: Inventory) -> dict[str, Any]:
         {"name": other.name, "version": other.version, "requirement": requirement}
         for other, requirement in inventory.dependents_of(view.name)
     ]
+    items = assess(view.name, manifest.permissions, inventory.config) if manifest else []
+    missing = [item.permission for item in items if not item.granted and item.problem is None]
     data["permissions"] = {
         "requested": manifest.permissions.model_dump(mode="json") if manifest else None,
         "granted": (
@@ -270,6 +292,8 @@ def inspect_dict(view: PluginView, inventory: Inventory) -> dict[str, Any]:
             else None
         ),
         "refused": list(view.refused),
+        "items": [item.to_dict() for item in items],
+        "grant_command": grant_command(view.name, missing) if missing else None,
     }
     data["config"] = _config_dict(view)
     data["diagnostics"] = [diagnostic.to_dict() for diagnostic in view.record.diagnostics]
