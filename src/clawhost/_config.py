@@ -525,12 +525,10 @@ def _table_of(loc: Loc) -> str:
 # -- write-back -----------------------------------------------------------------------------
 
 
-def set_plugin_enabled(path: Path | str, plugin: str, enabled: bool) -> None:
-    """Set ``[plugins.<plugin>] enabled`` in the file at ``path``, changing nothing else.
-
-    Every comment, blank line and key order is kept; the table (and the file) is created
-    when absent. Needs tomlkit, from the ``clawhost[cli]`` extra.
-    """
+def read_document(path: Path) -> Any:
+    """The file at ``path`` as a tomlkit document (empty when absent), to edit and write
+    back with every comment, blank line and key order kept. Needs tomlkit, from the
+    ``clawhost[cli]`` extra; a syntax error is a ``ConfigError`` naming the line."""
     try:
         import tomlkit
         from tomlkit.exceptions import ParseError
@@ -538,22 +536,33 @@ def set_plugin_enabled(path: Path | str, plugin: str, enabled: bool) -> None:
         raise ImportError(
             "editing config.toml needs tomlkit: pip install 'clawhost[cli]'", name="tomlkit"
         ) from None
-    path = Path(path).expanduser().absolute()
-    field = toml_path(("plugins", plugin))
-    if re.fullmatch(PLUGIN_NAME_PATTERN, plugin) is None or len(plugin) > 64:
-        raise ConfigError(path, [Problem(field, "not a plugin name", "a manifest's [plugin] name")])
-    if plugin in RESERVED_PLUGINS_KEYS:
-        raise ConfigError(path, [Problem(field, "a host setting, not a plugin section")])
     try:
         with path.open(encoding="utf-8", newline="") as handle:  # keep \r\n as written
             text = handle.read()
     except FileNotFoundError:
         text = ""
     try:
-        document = tomlkit.parse(text)
+        return tomlkit.parse(text)
     except ParseError as exc:
         problem = Problem(None, f"TOML syntax error: {exc}", line=exc.line)
         raise ConfigError(path, [problem]) from None
+
+
+def set_plugin_enabled(path: Path | str, plugin: str, enabled: bool) -> None:
+    """Set ``[plugins.<plugin>] enabled`` in the file at ``path``, changing nothing else.
+
+    Every comment, blank line and key order is kept; the table (and the file) is created
+    when absent. Needs tomlkit, from the ``clawhost[cli]`` extra.
+    """
+    path = Path(path).expanduser().absolute()
+    field = toml_path(("plugins", plugin))
+    if re.fullmatch(PLUGIN_NAME_PATTERN, plugin) is None or len(plugin) > 64:
+        raise ConfigError(path, [Problem(field, "not a plugin name", "a manifest's [plugin] name")])
+    if plugin in RESERVED_PLUGINS_KEYS:
+        raise ConfigError(path, [Problem(field, "a host setting, not a plugin section")])
+    document = read_document(path)
+    import tomlkit
+
     plugins = document.get("plugins")
     if plugins is None:
         # A super table writes no [plugins] header of its own, only [plugins.<name>].

@@ -36,7 +36,12 @@ from ._discover import (
 )
 from ._hostguard import CallMonitor, HostGuard, call_plugin_code, monitored
 from ._loader import LoadProblem, import_plugin, new_plugin_manager, register
-from ._records import HealthReport, PluginRecord, needs_eager_activation
+from ._records import (
+    HealthReport,
+    PluginRecord,
+    needs_eager_activation,
+    retry_resolution_failures,
+)
 from ._reload import forget_modules
 from ._state import PluginState, check_transition
 from ._supervise import cancel_restart
@@ -46,7 +51,6 @@ from .errors import (
     DependencyFailed,
     PluginFailed,
     PluginNotFound,
-    ResolutionError,
 )
 from .hookspecs import EVENT_HOOKS
 
@@ -759,17 +763,8 @@ class PluginHost:
             if record.state is not S.DISABLED:
                 return record
             record.move(S.DISCOVERED)
-            retried = [record]
-            for other in self._records.values():  # dependents that failed without it
-                failure = other.failure
-                if (
-                    other.state is S.FAILED
-                    and failure is not None
-                    and failure.stage in ("resolve", "activate")
-                    and isinstance(failure.error, ResolutionError)
-                ):
-                    other.move(S.DISCOVERED)
-                    retried.append(other)
+            # and the dependents that failed without it
+            retried = [record, *retry_resolution_failures(self._records)]
             logger.info("Plugin %r enabled", name)
             await self.resolve()
             for other in retried:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._state import PluginState, check_transition
+from .errors import ResolutionError
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -20,7 +21,14 @@ if TYPE_CHECKING:
     from ._loader import Implementation
     from ._manifest import Manifest
 
-__all__ = ["CallGate", "Failure", "HealthReport", "PluginRecord", "needs_eager_activation"]
+__all__ = [
+    "CallGate",
+    "Failure",
+    "HealthReport",
+    "PluginRecord",
+    "needs_eager_activation",
+    "retry_resolution_failures",
+]
 
 logger = logging.getLogger("clawhost.lifecycle")
 
@@ -246,3 +254,23 @@ def needs_eager_activation(record: PluginRecord) -> bool:
         bool(capabilities.channels or capabilities.pipeline_stages or capabilities.providers)
         or capabilities.is_empty()
     )
+
+
+def retry_resolution_failures(
+    records: Mapping[str, PluginRecord], *, exclude: Collection[str] = ()
+) -> list[PluginRecord]:
+    """Put back to DISCOVERED the plugins that failed to resolve (a missing or disabled
+    dependency, say), so the next ``resolve`` tries them again; returns them."""
+    retried = []
+    for name, record in records.items():
+        failure = record.failure
+        if (
+            name not in exclude
+            and record.state is PluginState.FAILED
+            and failure is not None
+            and failure.stage in ("resolve", "activate")
+            and isinstance(failure.error, ResolutionError)
+        ):
+            record.move(PluginState.DISCOVERED)
+            retried.append(record)
+    return retried

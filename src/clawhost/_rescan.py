@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._records import needs_eager_activation
+from ._records import needs_eager_activation, retry_resolution_failures
 from ._reload import forget_modules
 from ._state import PluginState
-from .errors import ReloadError, ResolutionError
+from .errors import ReloadError
 
 if TYPE_CHECKING:
     from ._host import PluginHost
@@ -60,8 +60,7 @@ async def rescan(host: PluginHost) -> RescanReport:
         }
         found = host.discover()
         present = set(found.versions())
-        memory = {plugin.name for plugin in host._memory}
-        removed = sorted(name for name in before if name not in present and name not in memory)
+        removed = sorted(name for name in before if name not in present)  # not in-memory ones
         added = sorted(name for name in host._records if name not in before and name in present)
         changed = sorted(
             name
@@ -73,7 +72,7 @@ async def rescan(host: PluginHost) -> RescanReport:
         problems: dict[str, str] = {}
         if added or removed:
             retried = [host._records[name] for name in added]
-            retried += _failed_for_want_of_others(host, exclude=set(added))
+            retried += retry_resolution_failures(host._records, exclude=set(added))
             await host.resolve()
             for record in retried:
                 if record.state is S.RESOLVED and (not host.lazy or needs_eager_activation(record)):
@@ -142,20 +141,3 @@ async def _remove(host: PluginHost, name: str) -> None:
         "deactivated" if version else "forgotten",
         f"; its dependents were deactivated: {', '.join(dependents)}" if dependents else "",
     )
-
-
-def _failed_for_want_of_others(host: PluginHost, *, exclude: set[str]) -> list[PluginRecord]:
-    """Plugins that failed to resolve (a missing dependency, say): tried again."""
-    retried = []
-    for name, record in host._records.items():
-        failure = record.failure
-        if (
-            name not in exclude
-            and record.state is S.FAILED
-            and failure is not None
-            and failure.stage in ("resolve", "activate")
-            and isinstance(failure.error, ResolutionError)
-        ):
-            record.move(S.DISCOVERED)
-            retried.append(record)
-    return retried

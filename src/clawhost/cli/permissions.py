@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from clawhost._config import read_document
 from clawhost._describe import toml_path
 from clawhost.errors import ClawhostError, ConfigError, PermissionsRefused, Problem
 
@@ -371,7 +372,7 @@ def edit_grants(
     wanted = (before | set(patterns)) - set(revoke)
     if wanted == before:
         return config
-    document = _parse(path)
+    document = read_document(path)
     created = not _has_sandbox_table(document, name)
     table = _sandbox_table(document, name, path)
     kinds: tuple[Kind, ...] = ("network", "filesystem")
@@ -452,26 +453,6 @@ def _entry_covers(entry: str, permission: Permission, config: HostConfig, name: 
         return _granted(name, permission, net_allowed=[text])
     root = os.path.normpath(config.base_dir / os.path.expanduser(text))
     return _granted(name, permission, fs_allowed=[root])
-
-
-def _parse(path: Path) -> Any:
-    try:
-        import tomlkit
-        from tomlkit.exceptions import ParseError
-    except ImportError:
-        raise ImportError(
-            "editing config.toml needs tomlkit: pip install 'clawhost[cli]'", name="tomlkit"
-        ) from None
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:  # keep \r\n as written
-            text = handle.read()
-    except FileNotFoundError:
-        text = ""
-    try:
-        return tomlkit.parse(text)
-    except ParseError as exc:
-        problem = Problem(None, f"TOML syntax error: {exc}", line=exc.line)
-        raise ConfigError(path, [problem]) from None
 
 
 def _table(parent: MutableMapping[str, Any], key: str, path: Path, where: tuple[str, ...]) -> Any:
