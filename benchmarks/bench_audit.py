@@ -48,8 +48,8 @@ EXTRA = {{"best_ms": min(batches) * BATCHES * 1e3}}
 """
 
 SCOPE = """
-from clawhost._manifest import Permissions
-from clawhost._sandbox import SandboxScope, grant_permissions, enter_scope
+from clawhost.discovery.manifest import Permissions
+from clawhost.sandbox.permissions import SandboxScope, grant_permissions, enter_scope
 def make_scope(folder):
     permissions = grant_permissions(
         "bench", Permissions(filesystem=(folder,)), fs_allowed=[folder], net_allowed=[],
@@ -61,7 +61,7 @@ def make_scope(folder):
 DISPATCH = """
 BATCHES = {batches}
 import anyio
-from clawhost._limits import call_inline, call_plugin
+from clawhost.sandbox.limits import call_inline, call_plugin
 handlers = [lambda message, i=i: None for i in range(100)]
 batches = []
 async def main():
@@ -90,8 +90,8 @@ DISPATCH_LOOPS = {
 
 TIMEOUT = """
 import functools, time, anyio
-from clawhost._limits import call_plugin
-from clawhost._watchdog import enable_signal_interrupts
+from clawhost.sandbox.limits import call_plugin
+from clawhost.sandbox.watchdog import enable_signal_interrupts
 from clawhost.errors import PluginTimeout
 {setup}
 def spin():

@@ -60,7 +60,8 @@ sys.path.insert(0, {site!r})
 import anyio
 import clawhost
 PluginHost, DiscoveryCache = clawhost.PluginHost, clawhost.DiscoveryCache
-import clawhost._host, clawhost._resolve, clawhost._limits, clawhost._sandbox  # imports, untimed
+import clawhost.host.host, clawhost.resolution.resolve  # imports, untimed
+import clawhost.sandbox.limits, clawhost.sandbox.permissions  # imports, untimed
 cache = DiscoveryCache({cache!r}) if {cache!r} else False
 host = None
 

@@ -46,9 +46,9 @@ from clawhost import (
     load_manifest,
     validate_plugin_config,
 )
-from clawhost._config import RESERVED_PLUGINS_KEYS
-from clawhost._describe import toml_path
-from clawhost._manifest import MAX_MANIFEST_BYTES
+from clawhost.config.host import RESERVED_PLUGINS_KEYS
+from clawhost.core.describe import toml_path
+from clawhost.discovery.manifest import MAX_MANIFEST_BYTES
 from clawhost.errors import ConfigError, ManifestError, PluginConfigError
 
 from ._site import directory_plugin

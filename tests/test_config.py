@@ -19,7 +19,7 @@ from clawhost import (
     SandboxConfig,
     load_host_config,
 )
-from clawhost._config import RESERVED_PLUGINS_KEYS, set_plugin_enabled
+from clawhost.config.host import RESERVED_PLUGINS_KEYS, set_plugin_enabled
 from clawhost.errors import ConfigError, Problem
 
 GUIDE_CONFIG = """

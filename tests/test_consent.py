@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from clawhost._config import load_host_config
+from clawhost.config.host import load_host_config
 
 from ._cli import EXAMPLES, build_wheel, invoke, offline_env, plugin_free_venv, plugin_project
 from ._cli import run_cli as run

@@ -18,9 +18,9 @@ import anyio
 import pytest
 
 from clawhost import HostConfig, PluginHost, PluginState
-from clawhost._importpath import held_places
-from clawhost._reload import ReloadEvent
+from clawhost.core.importpath import held_places
 from clawhost.errors import DependencyFailed, MissingDependency
+from clawhost.reload.transaction import ReloadEvent
 
 from ._cli import build_wheel, plugin_project
 from ._site import SiteDir, directory_plugin

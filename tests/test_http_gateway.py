@@ -26,7 +26,7 @@ import uvicorn
 
 import clawhost
 from clawhost import HostConfig, PluginHost, current_scope
-from clawhost._http import (
+from clawhost.surfaces.http import (
     CONTENT_SECURITY_POLICY,
     GatewayApp,
     HttpRoutes,

@@ -1,6 +1,6 @@
 """Process isolation: a plugin in a worker process of its own, where limits are real.
 
-Every test runs real worker processes (``python -m clawhost._worker``) under real
+Every test runs real worker processes (``python -m clawhost.worker.child``) under real
 resource limits; nothing of clawhost is mocked.
 """
 
@@ -21,8 +21,6 @@ import anyio.abc
 import pytest
 
 from clawhost import HostConfig, Message, PluginHost, PluginState, hookimpl
-from clawhost._isolation import WorkerPlugin
-from clawhost._wire import MAX_LINE
 from clawhost.errors import (
     ConfigError,
     NotIsolatable,
@@ -35,6 +33,8 @@ from clawhost.errors import (
     WorkerDied,
     WorkerError,
 )
+from clawhost.worker.isolation import WorkerPlugin
+from clawhost.worker.wire import MAX_LINE
 
 from ._site import directory_plugin
 

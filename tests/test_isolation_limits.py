@@ -21,9 +21,9 @@ import anyio
 import pytest
 
 from clawhost import HostConfig, PluginHost, PluginState
-from clawhost._config import SandboxConfig
-from clawhost._isolation import WorkerPlugin
+from clawhost.config.host import SandboxConfig
 from clawhost.errors import ConfigError, PermissionDenied, PluginTimeout, ToolFailed, WorkerDied
+from clawhost.worker.isolation import WorkerPlugin
 
 from ._site import directory_plugin
 from .test_isolation import NAPPER, RESTART, restarted, wait_for

@@ -15,11 +15,11 @@ import anyio
 import pytest
 
 from clawhost import HostConfig, Message, PluginHost, PluginState, Response
-from clawhost._isolation import RemoteProvider, WorkerPlugin
-from clawhost._wire import Record
 from clawhost.errors import WorkerError
 from clawhost.gateway import Gateway, GatewaySettings
 from clawhost.testing import is_error, make_test_host
+from clawhost.worker.isolation import RemoteProvider, WorkerPlugin
+from clawhost.worker.wire import Record
 
 from ._site import directory_plugin
 from .conftest import EXAMPLE_PROJECTS, REPO
@@ -333,7 +333,7 @@ async def test_dependents_go_down_with_a_dead_worker_and_come_back_after_its_res
 
 
 def test_the_restart_backoff_doubles_up_to_its_maximum_and_gives_up() -> None:
-    from clawhost._backoff import Backoff, RestartPolicy
+    from clawhost.core.backoff import Backoff, RestartPolicy
 
     policy = RestartPolicy(initial=5, maximum=300, max_tries=10)
     delays = [policy.delay(attempt) for attempt in range(1, 11)]

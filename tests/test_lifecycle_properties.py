@@ -38,7 +38,6 @@ from hypothesis.stateful import (
 )
 
 from clawhost import HostConfig, Message, PluginHost, PluginState
-from clawhost._context import Registrations
 from clawhost.errors import (
     ClawhostError,
     IllegalTransition,
@@ -48,6 +47,7 @@ from clawhost.errors import (
     ResolutionError,
     ToolError,
 )
+from clawhost.runtime.context import Registrations
 
 from ._site import directory_plugin
 

@@ -19,17 +19,17 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from clawhost._limits import call_inline, call_plugin, plugin_limiter
-from clawhost._manifest import Permissions
-from clawhost._sandbox import SandboxScope, current_scope, grant_permissions
-from clawhost._watchdog import (
+from clawhost.discovery.manifest import Permissions
+from clawhost.errors import PermissionDenied, PluginFailed, PluginTimeout
+from clawhost.sandbox.limits import call_inline, call_plugin, plugin_limiter
+from clawhost.sandbox.permissions import SandboxScope, current_scope, grant_permissions
+from clawhost.sandbox.watchdog import (
     current_slot,
     disable_signal_interrupts,
     enable_signal_interrupts,
     fire,
 )
-from clawhost._workers import background_calls
-from clawhost.errors import PermissionDenied, PluginFailed, PluginTimeout
+from clawhost.sandbox.workers import background_calls
 
 # Marked here, at collection, so anyio's plugin sees it together with parametrize.
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.subscriptions import ToolsListChanged, listen
 
 from clawhost import PluginContext, PluginHost, hookimpl, tool
-from clawhost._mcp import McpBridge
+from clawhost.surfaces.mcp import McpBridge
 
 from ._cli import invoke, offline_env
 
@@ -461,7 +461,7 @@ def test_without_the_extra_it_says_how_to_get_it(calc: Path) -> None:
 
 def test_importing_clawhost_never_imports_the_sdk() -> None:
     script = (
-        "import sys, clawhost, clawhost.cli.app, clawhost._mcp\n"
+        "import sys, clawhost, clawhost.cli.app, clawhost.surfaces.mcp\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types')))\n"
     )
     done = subprocess.run(

@@ -8,8 +8,8 @@ from __future__ import annotations
 from packaging.version import Version
 
 from clawhost import DiscoveredPlugin
-from clawhost._candidates import CandidateTable, check_usable, group_candidates
-from clawhost._narrow import narrow
+from clawhost.resolution.candidates import CandidateTable, check_usable, group_candidates
+from clawhost.resolution.narrow import narrow
 
 from ._fake_plugins import make_plugin as plugin
 

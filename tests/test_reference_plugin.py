@@ -7,8 +7,8 @@ import anyio
 import httpx
 
 from clawhost import Message, PluginHost, PluginState
-from clawhost._config import load_host_config
-from clawhost._shape import classify
+from clawhost.config.host import load_host_config
+from clawhost.runtime.shape import classify
 
 from .conftest import REPO
 

@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from clawhost import HostConfig, PluginHost, PluginState
-from clawhost._reload import ReloadEvent, relevant, watch_roots
 from clawhost.errors import ReloadError
+from clawhost.reload.transaction import ReloadEvent, relevant, watch_roots
 
 S = PluginState
 

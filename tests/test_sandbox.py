@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from clawhost._audit import audit_hook_installed
-from clawhost._manifest import Permissions
-from clawhost._netrules import NetworkRule, parse_ip
-from clawhost._sandbox import (
+from clawhost.discovery.manifest import Permissions
+from clawhost.errors import PermissionDenied, PermissionsRefused
+from clawhost.sandbox.audit import audit_hook_installed
+from clawhost.sandbox.netrules import NetworkRule, parse_ip
+from clawhost.sandbox.permissions import (
     EffectivePermissions,
     SandboxScope,
     current_scope,
@@ -35,7 +36,6 @@ from clawhost._sandbox import (
     memory_limit_warning,
     sandbox_scope,
 )
-from clawhost.errors import PermissionDenied, PermissionsRefused
 
 # Marked here, at collection, so anyio's plugin sees it together with parametrize.
 pytestmark = pytest.mark.anyio

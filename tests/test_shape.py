@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from clawhost import Manifest
-from clawhost._context import Registrations
-from clawhost._shape import KINDS, classify
+from clawhost.runtime.context import Registrations
+from clawhost.runtime.shape import KINDS, classify
 
 from ._cli import EXAMPLES, invoke
 from ._site import SiteDir, manifest

@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from clawhost import PluginHost
-from clawhost._http import GatewayApp, HttpRoutes
+from clawhost.surfaces.http import GatewayApp, HttpRoutes
 
 from .test_http_gateway import BROKEN, FINE, make_host
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clawhost import parse_requirement
-from clawhost._versions import InvalidRequirementText
+from clawhost.core.versions import InvalidRequirementText
 
 
 @pytest.mark.parametrize(

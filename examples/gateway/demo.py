@@ -55,7 +55,7 @@ def plugin_table(host: PluginHost) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     config_text = (HERE / "config.toml").read_text("utf-8")
-    from clawhost._toml import loads
+    from clawhost.core.toml import loads
 
     settings = GatewaySettings.from_config(loads(config_text))
     if args.watch:

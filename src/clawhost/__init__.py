@@ -11,20 +11,23 @@ import contextlib
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from clawhost._version import __version__
 
 if TYPE_CHECKING:
-    from . import errors
-    from ._cache import DiscoveryCache, invalidate_discovery_cache
-    from ._config import (
+    from clawhost import errors
+    from clawhost.config.host import (
         HostConfig,
         PluginsConfig,
         PluginSettings,
         SandboxConfig,
         load_host_config,
     )
-    from ._context import HostContext, PluginContext, Registrations
-    from ._discover import (
+    from clawhost.config.plugin import PluginConfig, validate_plugin_config
+    from clawhost.core.messages import Message, Response
+    from clawhost.core.state import PluginState
+    from clawhost.core.versions import VersionRequirement, parse_requirement
+    from clawhost.discovery.cache import DiscoveryCache, invalidate_discovery_cache
+    from clawhost.discovery.discover import (
         DEFAULT_GROUP,
         Diagnostic,
         DiscoveredPlugin,
@@ -34,9 +37,7 @@ if TYPE_CHECKING:
         SourceKind,
         discover_plugins,
     )
-    from ._events import DispatchReport, EventBus, HandlerFailure, Pipeline, PipelineResult
-    from ._host import PluginHost
-    from ._manifest import (
+    from clawhost.discovery.manifest import (
         Capabilities,
         ConfigOption,
         Manifest,
@@ -44,25 +45,30 @@ if TYPE_CHECKING:
         load_manifest,
         parse_manifest,
     )
-    from ._messages import Message, Response
-    from ._netrules import NetworkRule
-    from ._plan import ActivationPlan
-    from ._plugin_config import PluginConfig, validate_plugin_config
-    from ._records import Failure, HealthReport, PluginRecord
-    from ._registry import ChannelRegistry, ProviderRegistry, ToolInfo, ToolRegistry
-    from ._resolve import Resolution, resolve_plan
-    from ._sandbox import (
+    from clawhost.hookspecs import hookimpl, hookspec
+    from clawhost.host.host import PluginHost
+    from clawhost.resolution.plan import ActivationPlan
+    from clawhost.resolution.resolve import Resolution, resolve_plan
+    from clawhost.runtime.context import HostContext, PluginContext, Registrations
+    from clawhost.runtime.events import (
+        DispatchReport,
+        EventBus,
+        HandlerFailure,
+        Pipeline,
+        PipelineResult,
+    )
+    from clawhost.runtime.records import Failure, HealthReport, PluginRecord
+    from clawhost.runtime.registry import ChannelRegistry, ProviderRegistry, ToolInfo, ToolRegistry
+    from clawhost.runtime.tools import Tool, tool
+    from clawhost.sandbox.netrules import NetworkRule
+    from clawhost.sandbox.permissions import (
         EffectivePermissions,
         SandboxScope,
         current_scope,
         grant_permissions,
         sandbox_scope,
     )
-    from ._state import PluginState
-    from ._tools import Tool, tool
-    from ._versions import VersionRequirement, parse_requirement
-    from ._watchdog import disable_signal_interrupts, enable_signal_interrupts
-    from .hookspecs import hookimpl, hookspec
+    from clawhost.sandbox.watchdog import disable_signal_interrupts, enable_signal_interrupts
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -199,7 +205,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'clawhost' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name, __name__), name)
-    # Show the public home of the object (clawhost.PluginHost, not clawhost._host...).
+    # Show the public home of the object (clawhost.PluginHost, not clawhost.host.host...).
     if getattr(value, "__module__", "").startswith("clawhost._"):
         with contextlib.suppress(AttributeError, TypeError):  # some objects refuse
             value.__module__ = __name__

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
-from ._backoff import RestartPolicy
-from ._messages import Message, Response
-from .errors import ClawhostError, ToolError
+from clawhost.core.backoff import RestartPolicy
+from clawhost.core.messages import Message, Response
+from clawhost.errors import ClawhostError, ToolError
 
 if TYPE_CHECKING:
-    from ._host import PluginHost
-    from ._tools import SchemaFormat
+    from clawhost.host.host import PluginHost
+    from clawhost.runtime.tools import SchemaFormat
 
 __all__ = ["Channel", "Gateway", "GatewaySettings", "Provider", "ToolCaller"]
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._context import PluginContext
-    from ._messages import Message, Response
+    from clawhost.core.messages import Message, Response
+    from clawhost.runtime.context import PluginContext
 
 __all__ = [
     "EVENT_HOOKS",

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._conformance import ConformanceReport
-    from ._context import HostContext
-    from ._host import PluginHost
-    from ._recorder import HookRecorder
+    from clawhost.host.host import PluginHost
+    from clawhost.runtime.context import HostContext
+    from clawhost.testkit.conformance import ConformanceReport
+    from clawhost.testkit.recorder import HookRecorder
 
 __all__ = [
     "clawhost_check",
@@ -103,7 +103,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def hook_recorder() -> HookRecorder:
     """A ``HookRecorder``; ``clawhost_host`` attaches it to every host it builds."""
-    from ._recorder import HookRecorder
+    from clawhost.testkit.recorder import HookRecorder
 
     return HookRecorder()
 
@@ -111,7 +111,7 @@ def hook_recorder() -> HookRecorder:
 @pytest.fixture
 def clawhost_context() -> HostContext:
     """A fresh ``HostContext`` calling plugin code directly (``HostContext.test_context()``)."""
-    from ._context import HostContext
+    from clawhost.runtime.context import HostContext
 
     return HostContext.test_context()
 
@@ -127,7 +127,7 @@ async def clawhost_host(
     ``--clawhost-isolation=process`` and every host runs its plugins in worker processes
     (unless a test passes ``isolation=`` itself).
     """
-    from ._testkit import make_test_host
+    from clawhost.testkit.kit import make_test_host
 
     hosts: list[PluginHost] = []
     isolation = request.config.getoption("--clawhost-isolation", None)
@@ -158,6 +158,6 @@ def clawhost_check() -> Callable[..., Awaitable[ConformanceReport]]:
     """``clawhost.testing.check_plugin``: ``await clawhost_check(plugin, **options)``
     walks one plugin through its lifecycle and raises ``AssertionError`` listing every
     finding (``raise_on_failure=False`` returns the report instead)."""
-    from ._conformance import check_plugin
+    from clawhost.testkit.conformance import check_plugin
 
     return check_plugin

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._conformance import ConformanceReport, Finding, Step, check_plugin
-from ._recorder import Call, HookRecorder
+from clawhost.testkit.conformance import ConformanceReport, Finding, Step, check_plugin
+from clawhost.testkit.recorder import Call, HookRecorder
 
 if TYPE_CHECKING:
-    from ._context import HostContext
-    from ._host import PluginHost
+    from clawhost.host.host import PluginHost
+    from clawhost.runtime.context import HostContext
 
 __all__ = [
     "Call",
@@ -59,7 +59,7 @@ def make_test_host(*plugins: Any, **options: Any) -> PluginHost:
     else goes to ``PluginHost.test_instance`` (``path=None`` also discovers installed
     plugins). With no manifest, an in-memory plugin may register anything.
     """
-    from ._testkit import make_test_host as make
+    from clawhost.testkit.kit import make_test_host as make
 
     return make(*plugins, **options)
 
@@ -67,7 +67,7 @@ def make_test_host(*plugins: Any, **options: Any) -> PluginHost:
 def make_test_context() -> HostContext:
     """A fresh ``HostContext`` that calls plugin code directly: register a plugin into it
     through ``context.plugin_context(name)`` and look at what it registered."""
-    from ._context import HostContext
+    from clawhost.runtime.context import HostContext
 
     return HostContext.test_context()
 
@@ -90,7 +90,7 @@ def is_error(error: BaseException | None, kind: type[BaseException]) -> bool:
             await host.tools.invoke("geocode", {"place": "Atlantis"})
         assert is_error(caught.value.__cause__, PlaceNotFound)
     """
-    from .errors import WorkerError
+    from clawhost.errors import WorkerError
 
     if isinstance(error, kind):
         return True

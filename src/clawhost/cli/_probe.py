@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.path.insert(0, entry)  # plugins installed there must be importable too
     import anyio
 
-    from clawhost._config import load_host_config
-    from clawhost._conformance import check_plugin
+    from clawhost.config.host import load_host_config
     from clawhost.errors import ClawhostError
+    from clawhost.testkit.conformance import check_plugin
 
     try:
         host_config = load_host_config(options.config) if options.config else None

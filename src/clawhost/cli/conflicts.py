@@ -12,11 +12,11 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from clawhost._discover import SourceKind
+from clawhost.discovery.discover import SourceKind
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._discover import DiscoveredPlugin
+    from clawhost.config.host import HostConfig
+    from clawhost.discovery.discover import DiscoveredPlugin
     from clawhost.errors import ResolutionError
 
 __all__ = ["explain", "find_conflicts", "permission_warnings"]
@@ -36,7 +36,7 @@ def find_conflicts(
     host_version: str,
 ) -> dict[str, ResolutionError]:
     """The plugins that would fail to resolve once ``new`` replaces what it replaces."""
-    from clawhost._resolve import resolve_plan
+    from clawhost.resolution.resolve import resolve_plan
 
     new_names = {plugin.name for plugin in new}
     new_distributions = {_canonical(plugin.source.distribution) for plugin in new}
@@ -119,8 +119,8 @@ def explain(error: ResolutionError, *, command: str, spec: str) -> str:
 def permission_warnings(new: Iterable[DiscoveredPlugin], config: HostConfig) -> list[str]:
     """What each new plugin asks for that the host config does not grant (it would not
     load until granted): a warning, not a conflict."""
-    from clawhost._sandbox import grant_permissions
     from clawhost.errors import PermissionsRefused
+    from clawhost.sandbox.permissions import grant_permissions
 
     warnings = []
     for plugin in new:

@@ -31,8 +31,8 @@ from .permissions import (
 )
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._discover import DiscoveredPlugin
+    from clawhost.config.host import HostConfig
+    from clawhost.discovery.discover import DiscoveredPlugin
 
 __all__ = [
     "DECLINED",

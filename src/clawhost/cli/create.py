@@ -20,8 +20,8 @@ from pathlib import Path
 
 import click
 
-from clawhost._manifest import DISTRIBUTION_PREFIX, PLUGIN_NAME_PATTERN
 from clawhost._version import __version__
+from clawhost.discovery.manifest import DISTRIBUTION_PREFIX, PLUGIN_NAME_PATTERN
 
 from .render import make_console
 from .state import AppState

@@ -29,10 +29,10 @@ from .render import echo_json, make_console
 from .state import AppState
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._discover import Diagnostic
-    from clawhost._host import PluginHost
-    from clawhost._records import PluginRecord
+    from clawhost.config.host import HostConfig
+    from clawhost.discovery.discover import Diagnostic
+    from clawhost.host.host import PluginHost
+    from clawhost.runtime.records import PluginRecord
 
     from .probes import ProbeResult
 
@@ -132,7 +132,7 @@ def examine(
 
 
 def _host(state: AppState, config: HostConfig) -> PluginHost:
-    from clawhost._host import PluginHost
+    from clawhost.host.host import PluginHost
 
     return PluginHost(config=config, path=state.search_path, cache=False)
 
@@ -156,7 +156,7 @@ def _check_environment(findings: _Findings) -> None:
 
 
 def _check_config(state: AppState, findings: _Findings) -> HostConfig:
-    from clawhost._config import HostConfig
+    from clawhost.config.host import HostConfig
     from clawhost.errors import ConfigError
 
     if state.config_file is None:
@@ -225,7 +225,7 @@ def _check_sections(host: PluginHost, config: HostConfig, findings: _Findings) -
 def _check_plugins(host: PluginHost, config: HostConfig, findings: _Findings) -> list[str]:
     """Load and resolve failures, disabled dependencies, invalid plugin configuration;
     returns the plugins ready to activate."""
-    from clawhost._state import PluginState
+    from clawhost.core.state import PluginState
 
     ready = []
     for name, record in sorted(host.plugins.items()):
@@ -239,7 +239,7 @@ def _check_plugins(host: PluginHost, config: HostConfig, findings: _Findings) ->
 
 
 def _check_disabled(host: PluginHost, name: str, findings: _Findings) -> None:
-    from clawhost._state import PluginState
+    from clawhost.core.state import PluginState
 
     needed_by = sorted(
         other.name
@@ -325,7 +325,7 @@ def _check_failure(record: PluginRecord, findings: _Findings) -> None:
 
 
 def _config_ok(record: PluginRecord, config: HostConfig, findings: _Findings) -> bool:
-    from clawhost._plugin_config import validate_plugin_config
+    from clawhost.config.plugin import validate_plugin_config
     from clawhost.errors import PluginConfigError
 
     manifest = record.manifest
@@ -352,7 +352,7 @@ def _config_ok(record: PluginRecord, config: HostConfig, findings: _Findings) ->
 
 
 def _check_sandbox(config: HostConfig, findings: _Findings) -> None:
-    from clawhost._sandbox import memory_limit_warning
+    from clawhost.sandbox.permissions import memory_limit_warning
 
     sandbox = config.plugins.sandbox
     # A worker process enforces the limit itself (isolation = "process").
@@ -372,7 +372,7 @@ def _check_sandbox(config: HostConfig, findings: _Findings) -> None:
 
 
 def _check_hot_reload(host: PluginHost, config: HostConfig, findings: _Findings) -> None:
-    from clawhost._discover import SourceKind
+    from clawhost.discovery.discover import SourceKind
 
     settings = config.plugins
     editable = [
@@ -418,7 +418,7 @@ def _check_hot_reload(host: PluginHost, config: HostConfig, findings: _Findings)
 def _check_cache(
     state: AppState, config: HostConfig, host: PluginHost, findings: _Findings, *, fix: bool
 ) -> None:
-    from clawhost._cache import DiscoveryCache, cache_disabled_by_environment
+    from clawhost.discovery.cache import DiscoveryCache, cache_disabled_by_environment
 
     if cache_disabled_by_environment() or not config.plugins.discovery_cache:
         return

@@ -21,7 +21,7 @@ from .wheels import read_wheel
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-    from clawhost._discover import DiscoveredPlugin
+    from clawhost.discovery.discover import DiscoveredPlugin
 
     from .spec import InstallSource
 
@@ -93,7 +93,7 @@ def _fetch_with_uv(source: InstallSource, scratch: Path, installer: Installer) -
 
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from clawhost._discover import discover_plugins
+    from clawhost.discovery.discover import discover_plugins
     from clawhost.errors import InvalidPluginSpec
 
     assert source.requirement is not None

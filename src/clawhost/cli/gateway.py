@@ -28,8 +28,8 @@ import click
 from .state import LEVELS, AppState, cli_logging, find_config
 
 if TYPE_CHECKING:
-    from clawhost._host import PluginHost
     from clawhost.gateway import GatewaySettings
+    from clawhost.host.host import PluginHost
 
 __all__ = ["gateway_command", "serve_host"]
 
@@ -51,7 +51,7 @@ class _HttpFailed(Exception):
 
 
 async def _serve_http(host: PluginHost, address: tuple[str, int], admin: Path | None) -> None:
-    from clawhost._http import serve
+    from clawhost.surfaces.http import serve
 
     from .admin import write_admin_file
 
@@ -110,7 +110,7 @@ def _settings(path: Path | None) -> GatewaySettings | None:
     """The ``[gateway]`` table of the config file, if it has one."""
     if path is None:
         return None
-    from clawhost._toml import loads
+    from clawhost.core.toml import loads
     from clawhost.gateway import GatewaySettings
 
     data = loads(path.read_text("utf-8"))
@@ -151,7 +151,7 @@ def gateway_command(
     pipeline and the provider until the channel ends (with --http, until Ctrl-C).
     """
     address = _address(http) if http is not None else None
-    from clawhost._host import PluginHost
+    from clawhost.host.host import PluginHost
 
     if config_file is not None:
         state.config_file, state.config_explicit = find_config(config_file)

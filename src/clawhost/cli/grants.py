@@ -20,8 +20,8 @@ from .render import err_console, make_console
 from .state import AppState
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._discover import DiscoveredPlugin
+    from clawhost.config.host import HostConfig
+    from clawhost.discovery.discover import DiscoveredPlugin
 
 __all__ = ["grant_command", "revoke_command"]
 
@@ -34,7 +34,7 @@ _PERMISSION_HELP = (
 def _config(state: AppState) -> tuple[HostConfig, Path]:
     """The configuration in use and the file grants are written to (which may not exist
     yet: then every setting is a default, relative to its folder)."""
-    from clawhost._config import HostConfig
+    from clawhost.config.host import HostConfig
 
     target = state.config_target()
     if not target.exists():
@@ -44,8 +44,8 @@ def _config(state: AppState) -> tuple[HostConfig, Path]:
 
 def _plugin(state: AppState, config: HostConfig, name: str) -> DiscoveredPlugin:
     """The installed plugin ``name`` (its newest version, which the host prefers)."""
-    from clawhost._discover import discover_plugins
-    from clawhost._versions import parse_version
+    from clawhost.core.versions import parse_version
+    from clawhost.discovery.discover import discover_plugins
     from clawhost.errors import PluginNotFound
 
     found = discover_plugins(

@@ -34,8 +34,8 @@ from .render import echo_json, make_console
 from .state import AppState
 
 if TYPE_CHECKING:
-    from clawhost._conformance import ConformanceReport
-    from clawhost._project import PluginProject
+    from clawhost.discovery.project import PluginProject
+    from clawhost.testkit.conformance import ConformanceReport
 
 __all__ = ["HarnessResult", "make_throwaway_environment", "test_command"]
 
@@ -102,7 +102,7 @@ def make_throwaway_environment(root: Path) -> tuple[Path, Path]:
 
 
 def _read(result: HarnessResult) -> PluginProject | None:
-    from clawhost._project import read_project
+    from clawhost.discovery.project import read_project
     from clawhost.errors import InvalidPluginProject, ManifestError
 
     try:

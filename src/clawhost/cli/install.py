@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from clawhost._discover import SourceKind
-from clawhost._manifest import DISTRIBUTION_PREFIX
+from clawhost.discovery.discover import SourceKind
+from clawhost.discovery.manifest import DISTRIBUTION_PREFIX
 
 from .render import err_console, make_console
 from .state import AppState
@@ -29,8 +29,8 @@ from .state import AppState
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from clawhost._config import HostConfig
-    from clawhost._discover import DiscoveredPlugin
+    from clawhost.config.host import HostConfig
+    from clawhost.discovery.discover import DiscoveredPlugin
 
     from .consent import Request
     from .fetch import Fetched
@@ -64,7 +64,7 @@ def _installer(state: AppState, name: str | None) -> Installer:
 
 
 def _installed(state: AppState) -> tuple[HostConfig, list[DiscoveredPlugin]]:
-    from clawhost._discover import discover_plugins
+    from clawhost.discovery.discover import discover_plugins
 
     config = state.load_config()
     found = discover_plugins(
@@ -186,7 +186,7 @@ def _install(
     *,
     no_deps: bool,
 ) -> None:
-    from clawhost._cache import invalidate_discovery_cache
+    from clawhost.discovery.cache import invalidate_discovery_cache
 
     installer.install(
         [argument for item in fetched for argument in item.install_args],
@@ -453,7 +453,7 @@ def update_command(  # noqa: PLR0917 - click passes each option positionally
 @click.pass_obj
 def uninstall_command(state: AppState, name: str, yes: bool, installer_name: str | None) -> None:
     """Uninstall a plugin's distribution (warning about the plugins that need it)."""
-    from clawhost._cache import invalidate_discovery_cache
+    from clawhost.discovery.cache import invalidate_discovery_cache
     from clawhost.errors import InstallError, PluginNotFound
 
     if state.paths:

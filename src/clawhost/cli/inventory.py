@@ -8,19 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clawhost._shape import Shape, classify
-from clawhost._state import PluginState
+from clawhost.core.state import PluginState
+from clawhost.runtime.shape import Shape, classify
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._context import Registrations
-    from clawhost._discover import Diagnostic, DiscoveredPlugin
-    from clawhost._host import PluginHost
-    from clawhost._manifest import Manifest
-    from clawhost._plugin_config import PluginConfig
-    from clawhost._records import PluginRecord
-    from clawhost._sandbox import EffectivePermissions
+    from clawhost.config.host import HostConfig
+    from clawhost.config.plugin import PluginConfig
+    from clawhost.discovery.discover import Diagnostic, DiscoveredPlugin
+    from clawhost.discovery.manifest import Manifest
     from clawhost.errors import PluginConfigError
+    from clawhost.host.host import PluginHost
+    from clawhost.runtime.context import Registrations
+    from clawhost.runtime.records import PluginRecord
+    from clawhost.sandbox.permissions import EffectivePermissions
 
     from .state import AppState
 
@@ -116,7 +116,7 @@ class PluginView:
         return {kind: list(names) for kind, names in manifest.capabilities.model_dump().items()}
 
     def shape(self) -> tuple[Shape, tuple[str, ...]]:
-        """The plugin's shape and kinds (``clawhost._shape.classify``): from the manifest,
+        """The plugin's shape and kinds (``clawhost.runtime.shape.classify``): from the manifest,
         joined by what it registered when an ``--activate`` probe brought it up."""
         return classify(self.manifest, self.registered if self.active else None)
 
@@ -224,7 +224,7 @@ def _grant_hint(config: HostConfig, name: str, manifest: Manifest) -> str:
 
 
 def _dependencies(host: PluginHost, manifest: Manifest) -> list[Dependency]:
-    from clawhost._versions import parse_requirement
+    from clawhost.core.versions import parse_requirement
 
     found = []
     for name, requirement in sorted(manifest.requirements.items()):
@@ -241,7 +241,7 @@ def _dependencies(host: PluginHost, manifest: Manifest) -> list[Dependency]:
 
 
 def _grant(config: HostConfig, name: str, plugin: DiscoveredPlugin) -> EffectivePermissions:
-    from clawhost._sandbox import grant_permissions
+    from clawhost.sandbox.permissions import grant_permissions
 
     sandbox = config.sandbox_for(name)
     return grant_permissions(
@@ -255,7 +255,7 @@ def _grant(config: HostConfig, name: str, plugin: DiscoveredPlugin) -> Effective
 
 
 def _validate_config(config: HostConfig, name: str, manifest: Manifest) -> PluginConfig:
-    from clawhost._plugin_config import validate_plugin_config
+    from clawhost.config.plugin import validate_plugin_config
 
     return validate_plugin_config(
         name, manifest.config, config.settings_for(name).config, file=config.file

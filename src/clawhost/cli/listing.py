@@ -26,7 +26,7 @@ from .render import (
 from .state import AppState
 
 if TYPE_CHECKING:
-    from clawhost._context import Registrations
+    from clawhost.runtime.context import Registrations
 
 __all__ = ["inspect_command", "list_command"]
 
@@ -91,7 +91,7 @@ def _registrations(registered: Mapping[str, Iterable[str]]) -> Registrations:
     """A probe report's ``registered`` (``Registrations.as_dict``) read back."""
     from dataclasses import fields
 
-    from clawhost._context import Registrations
+    from clawhost.runtime.context import Registrations
 
     kinds = (item.name for item in fields(Registrations))
     return Registrations(**{kind: tuple(registered.get(kind, ())) for kind in kinds})

@@ -2,7 +2,7 @@
 
 The host is built from the config as ``clawhost gateway`` builds it (``--config``,
 ``--path``, ``--log-level``), started once stdout is protected, and served through
-``clawhost._mcp``. Standard output carries the protocol and nothing else; the log goes
+``clawhost.surfaces.mcp``. Standard output carries the protocol and nothing else; the log goes
 to standard error. The command ends when the client closes its end (stdin), or on
 Ctrl-C / SIGTERM: every plugin is deactivated, dependents first, and it exits with
 status 0. A second signal while stopping exits at once (status 130).
@@ -22,7 +22,7 @@ import click
 from .state import LEVELS, AppState, cli_logging, find_config
 
 if TYPE_CHECKING:
-    from clawhost._host import PluginHost
+    from clawhost.host.host import PluginHost
 
 __all__ = ["mcp_command"]
 
@@ -41,7 +41,7 @@ async def _stop_on_signals(scope: anyio.CancelScope) -> None:
 
 
 async def _serve(host: PluginHost, name: str) -> None:
-    from clawhost._mcp import serve_stdio
+    from clawhost.surfaces.mcp import serve_stdio
 
     async with anyio.create_task_group() as group:
         group.start_soon(_stop_on_signals, group.cancel_scope)
@@ -78,8 +78,8 @@ def mcp_command(
     activation and hot reload; clients are told when the tool list changes. Ends when the
     client disconnects, or on Ctrl-C.
     """
-    from clawhost._host import PluginHost
-    from clawhost._mcp import require_mcp
+    from clawhost.host.host import PluginHost
+    from clawhost.surfaces.mcp import require_mcp
 
     require_mcp()
     if config_file is not None:

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from clawhost._config import read_document
-from clawhost._describe import toml_path
+from clawhost.config.host import read_document
+from clawhost.core.describe import toml_path
 from clawhost.errors import ClawhostError, ConfigError, PermissionsRefused, Problem
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig, SandboxConfig
-    from clawhost._manifest import Manifest, Permissions
+    from clawhost.config.host import HostConfig, SandboxConfig
+    from clawhost.discovery.manifest import Manifest, Permissions
 
 __all__ = [
     "KEYS",
@@ -126,7 +126,7 @@ def environment_names(manifest: Manifest) -> list[str]:
 
 def _problem(permission: Permission) -> str | None:
     """Why ``permission`` can never be granted, whatever the config says."""
-    from clawhost._netrules import NetworkRule
+    from clawhost.sandbox.netrules import NetworkRule
 
     if permission.kind == "network":
         try:
@@ -149,8 +149,8 @@ def _granted(
     allow_subprocess: bool = False,
 ) -> bool:
     """Whether the host's ``grant_permissions`` grants ``permission`` alone."""
-    from clawhost._manifest import Permissions
-    from clawhost._sandbox import grant_permissions
+    from clawhost.discovery.manifest import Permissions
+    from clawhost.sandbox.permissions import grant_permissions
 
     alone = Permissions.model_construct(
         network=(permission.value,) if permission.kind == "network" else (),
@@ -202,7 +202,7 @@ def assess(name: str, permissions: Permissions, config: HostConfig) -> list[Item
 def host_refusal(name: str, permissions: Permissions, config: HostConfig) -> str | None:
     """The host's own message for a plugin that asks for more than ``config`` grants
     (what loading it would fail with), or ``None`` when everything is granted."""
-    from clawhost._sandbox import grant_permissions
+    from clawhost.sandbox.permissions import grant_permissions
 
     sandbox = config.sandbox_for(name)
     try:
@@ -302,8 +302,8 @@ def _select_one(
 
 
 def _network_covers(value: str, asked: Sequence[Permission], fail: Any) -> list[Permission]:
-    from clawhost._manifest import NETWORK_PATTERN
-    from clawhost._netrules import NetworkRule
+    from clawhost.discovery.manifest import NETWORK_PATTERN
+    from clawhost.sandbox.netrules import NetworkRule
 
     try:
         rule = NetworkRule.parse(value)
@@ -360,7 +360,7 @@ def edit_grants(
     """Grant the items ``grant`` covers and take back ``revoke``, in the plugin's own
     ``[plugins.<name>.sandbox]`` of the config file at ``path`` (created when absent);
     returns the configuration as it is now. Items granted before stay granted."""
-    from clawhost._config import HostConfig as Config
+    from clawhost.config.host import HostConfig as Config
 
     usable = [permission for permission in asked if _problem(permission) is None]
     sandbox = config.sandbox_for(name)
@@ -396,7 +396,7 @@ def edit_grants(
     _prune(document, name)
     text = document.as_string()
     updated = Config.from_toml(text, file=path)  # checked before the file is touched
-    from clawhost._config import _write_text
+    from clawhost.config.host import _write_text
 
     _write_text(path, text)
     return updated
@@ -443,7 +443,7 @@ def _edit_list(
 def _entry_covers(entry: str, permission: Permission, config: HostConfig, name: str) -> bool:
     """Whether one raw entry of a config list grants ``permission`` (after ``${VAR}``
     substitution, a relative path against the config file's folder)."""
-    from clawhost._interpolate import InterpolationProblem, interpolate
+    from clawhost.core.interpolate import InterpolationProblem, interpolate
 
     try:
         text = interpolate(entry, os.environ)
@@ -473,7 +473,7 @@ def _table(parent: MutableMapping[str, Any], key: str, path: Path, where: tuple[
         parent[key] = child
         child = parent[key]
     if not isinstance(child, MutableMapping):
-        from clawhost._describe import kind_of
+        from clawhost.core.describe import kind_of
 
         raise ConfigError(path, [Problem(toml_path(where), f"got {kind_of(child)}", "a table")])
     return child

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clawhost._conformance import ConformanceReport
+    from clawhost.testkit.conformance import ConformanceReport
 
     from .state import AppState
 
@@ -79,7 +79,7 @@ def run_probe(
     cwd: Path | None = None,
 ) -> ProbeResult:
     """Run one probe command and read the report it wrote."""
-    from clawhost._conformance import ConformanceReport
+    from clawhost.testkit.conformance import ConformanceReport
 
     environment = {**os.environ, "CLAWHOST_NO_CACHE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from clawhost._manifest import DISTRIBUTION_PREFIX
+from clawhost.discovery.manifest import DISTRIBUTION_PREFIX
 from clawhost.errors import InvalidPluginSpec
 
 __all__ = ["GIT_PROTOCOLS", "InstallSource", "parse_spec", "validate_extra"]

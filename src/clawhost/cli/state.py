@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clawhost._config import HostConfig
-    from clawhost._host import PluginHost
+    from clawhost.config.host import HostConfig
+    from clawhost.host.host import PluginHost
 
 __all__ = ["DEFAULT_CONFIG", "AppState", "cli_logging", "find_config"]
 
@@ -56,7 +56,7 @@ class AppState:
         """The host configuration (every default when there is no file); ``ConfigError``
         when the file is invalid."""
         if self._config is None:
-            from clawhost._config import HostConfig, load_host_config
+            from clawhost.config.host import HostConfig, load_host_config
 
             if self.config_file is None:
                 self._config = HostConfig()
@@ -75,7 +75,7 @@ class AppState:
 
     def host(self, *, cache: bool = True, **options: Any) -> PluginHost:
         """A host for this configuration; nothing is discovered or imported yet."""
-        from clawhost._host import PluginHost
+        from clawhost.host.host import PluginHost
 
         return PluginHost(config=self.load_config(), path=self.search_path, cache=cache, **options)
 

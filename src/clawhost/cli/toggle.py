@@ -18,7 +18,7 @@ __all__ = ["disable_command", "enable_command"]
 
 
 def _toggle(state: AppState, name: str, enabled: bool) -> None:
-    from clawhost._config import set_plugin_enabled
+    from clawhost.config.host import set_plugin_enabled
     from clawhost.errors import ConfigError
 
     from .inventory import take_inventory

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clawhost._discover import DEFAULT_GROUP, DiscoveredPlugin, PluginSource, SourceKind
-from clawhost._manifest import MANIFEST_FILENAME, MAX_MANIFEST_BYTES, parse_manifest
+from clawhost.discovery.discover import DEFAULT_GROUP, DiscoveredPlugin, PluginSource, SourceKind
+from clawhost.discovery.manifest import MANIFEST_FILENAME, MAX_MANIFEST_BYTES, parse_manifest
 from clawhost.errors import InvalidPluginSpec, ManifestError, Problem
 
 from .archives import check_zip
@@ -154,6 +154,6 @@ def _plugin(
 
 
 def _normal(version: str) -> str:
-    from clawhost._versions import parse_version
+    from clawhost.core.versions import parse_version
 
     return str(parse_version(version))

@@ -1,0 +1,1 @@
+"""clawhost.config: see docs/design.md, "Package map"."""

@@ -1,0 +1,1 @@
+"""clawhost.core: see docs/design.md, "Package map"."""

@@ -1,0 +1,1 @@
+"""clawhost.discovery: see docs/design.md, "Package map"."""

@@ -1,0 +1,201 @@
+"""The persistent discovery cache.
+
+A cache file is keyed by the interpreter, the entry-point group, the search path and the
+plugin directories. Inside, it records a stamp of what discovery read:
+
+* the mtime of every path entry and plugin directory (and of each plugin directory's
+  sub-folders): installing, upgrading or removing a distribution creates or deletes a
+  metadata directory there, which changes it. Files a wheel installed beside its
+  ``.dist-info`` (its ``entry_points.txt``, its package's ``plugin.toml``) change only
+  that way, so they are covered by this stamp, which is the rule Python's own import
+  system uses to cache directory listings;
+* the mtime and size of every other file read: manifests of directory plugins and of
+  editable installs, which are edited in place.
+
+A warm start checks those stamps (one ``stat`` each: a few per path entry, plus one per
+development plugin, whatever the number of installed ones) and re-reads nothing else.
+
+Like git's index, the cache refuses to trust a stamp it could not tell apart from a later
+edit: if anything read was modified within ``RACY_WINDOW_NS`` of the save, nothing is
+saved, so an edit made in the same clock tick is never missed.
+
+The file is written with ``marshal`` (the fastest loader in the standard library, and the
+key pins the interpreter version, so the format always matches). Off switches:
+``discover_plugins(cache=False)``, ``PluginHost(cache=False)``, or ``CLAWHOST_NO_CACHE=1``.
+The directory is the user's cache directory (``platformdirs``) unless
+``CLAWHOST_CACHE_DIR`` names another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from clawhost._version import __version__
+from clawhost.discovery.discover import Diagnostic, DiscoveredPlugin, DiscoveryResult
+from clawhost.discovery.entrypoints import ScanStamps
+
+__all__ = ["DiscoveryCache", "cache_disabled_by_environment", "invalidate_discovery_cache"]
+
+logger = logging.getLogger("clawhost.cache")
+
+CACHE_FORMAT = 2
+RACY_WINDOW_NS = 2_000_000_000
+
+
+def cache_disabled_by_environment() -> bool:
+    """Whether ``CLAWHOST_NO_CACHE`` asks for no discovery cache."""
+    return os.environ.get("CLAWHOST_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def default_cache_directory() -> Path:
+    """``CLAWHOST_CACHE_DIR``, else the platform's user cache directory for clawhost."""
+    override = os.environ.get("CLAWHOST_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clawhost", appauthor=False))
+
+
+class DiscoveryCache:
+    """Discovery results stored in one directory, one file per discovery key."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def default(cls) -> DiscoveryCache:
+        """The cache in ``CLAWHOST_CACHE_DIR`` or the user's cache directory."""
+        return cls(default_cache_directory())
+
+    def __repr__(self) -> str:
+        return f"DiscoveryCache({str(self.directory)!r})"
+
+    @staticmethod
+    def _key(group: str, path: Sequence[str], dirs: Sequence[Path]) -> tuple[Any, ...]:
+        # Cached manifests are re-validated lazily, so the validating libraries are part of
+        # the key: an upgrade of either starts afresh.
+        return (
+            CACHE_FORMAT,
+            __version__,
+            pydantic.VERSION,
+            sys.version,
+            sys.executable,
+            group,
+            tuple(path),
+            tuple(str(directory) for directory in dirs),
+        )
+
+    def file_for(self, group: str, path: Sequence[str], dirs: Sequence[Path]) -> Path:
+        """The cache file for one discovery key."""
+        key = repr(self._key(group, path, dirs)).encode()
+        digest = hashlib.blake2b(key, digest_size=10).hexdigest()
+        return self.directory / f"discovery-{digest}.bin"
+
+    def load(self, group: str, path: Sequence[str], dirs: Sequence[Path]) -> DiscoveryResult | None:
+        """The cached result if every stamp still matches, else ``None``."""
+        file = self.file_for(group, path, dirs)
+        try:
+            with open(file, "rb") as handle:
+                key, directories, files, rows, diagnostics = marshal.loads(handle.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError, TypeError) as exc:
+            logger.debug("ignoring unreadable discovery cache %s: %s", file, exc)
+            return None
+        if key != self._key(group, path, dirs) or not _stamps_match(directories, files):
+            return None
+        try:
+            plugins = tuple(map(DiscoveredPlugin.from_row, rows))
+            found = tuple(Diagnostic.from_dict(item) for item in diagnostics)
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.debug("ignoring malformed discovery cache %s: %s", file, exc)
+            return None
+        return DiscoveryResult(plugins, found, from_cache=True)
+
+    def save(
+        self,
+        group: str,
+        path: Sequence[str],
+        dirs: Sequence[Path],
+        result: DiscoveryResult,
+        stamps: ScanStamps,
+    ) -> bool:
+        """Store ``result``; returns whether it was stored (racy stamps or I/O errors skip)."""
+        newest = max(
+            [*stamps.directories.values(), *(stamp[0] for stamp in stamps.files.values()), 0]
+        )
+        if newest > time.time_ns() - RACY_WINDOW_NS:
+            logger.debug("not caching discovery: something it read was modified just now")
+            return False
+        document = (
+            self._key(group, path, dirs),
+            stamps.directories,
+            stamps.files,
+            [plugin.to_row() for plugin in result.plugins],
+            [diagnostic.to_dict() for diagnostic in result.diagnostics],
+        )
+        file = self.file_for(group, path, dirs)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".discovery-")
+            with os.fdopen(descriptor, "wb") as handle:
+                marshal.dump(document, handle)
+            os.replace(temporary, file)
+        except OSError as exc:
+            logger.debug("could not write discovery cache %s: %s", file, exc)
+            return False
+        return True
+
+    def invalidate(self) -> int:
+        """Delete every cache file; returns how many were removed."""
+        removed = 0
+        try:
+            files = list(self.directory.glob("discovery-*.bin"))
+        except OSError:
+            return 0
+        for file in files:
+            try:
+                file.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _stamps_match(directories: dict[str, int], files: dict[str, tuple[int, int]]) -> bool:
+    stat = os.stat
+    for name, mtime in directories.items():
+        try:
+            if stat(name).st_mtime_ns != mtime:
+                return False
+        except OSError:
+            if mtime != -1:
+                return False
+    for name, (mtime, size) in files.items():
+        try:
+            status = stat(name)
+        except OSError:
+            if mtime != -1:
+                return False
+            continue
+        if status.st_mtime_ns != mtime or status.st_size != size:
+            return False
+    return True
+
+
+def invalidate_discovery_cache(directory: Path | str | None = None) -> int:
+    """Delete the discovery cache (the default one unless ``directory`` names another)."""
+    cache = DiscoveryCache(directory) if directory is not None else DiscoveryCache.default()
+    return cache.invalidate()

@@ -1,0 +1,1 @@
+"""clawhost.host: see docs/design.md, "Package map"."""

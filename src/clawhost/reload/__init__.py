@@ -1,0 +1,1 @@
+"""clawhost.reload: see docs/design.md, "Package map"."""

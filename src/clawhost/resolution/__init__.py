@@ -1,0 +1,1 @@
+"""clawhost.resolution: see docs/design.md, "Package map"."""

@@ -1,0 +1,1 @@
+"""clawhost.runtime: see docs/design.md, "Package map"."""

@@ -1,0 +1,278 @@
+"""The registries of the HostContext: tools, channel factories and providers.
+
+Every entry has an owner (the plugin that registered it), so deactivating a plugin can
+remove everything it registered, and two plugins claiming one name is a reported
+conflict, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from clawhost.core import telemetry as _telemetry
+from clawhost.errors import (
+    NotRegistered,
+    RegistrationConflict,
+    ToolArgumentsInvalid,
+    ToolFailed,
+    ToolNotFound,
+)
+from clawhost.runtime.tools import SchemaFormat, Tool
+
+if TYPE_CHECKING:
+    from clawhost.runtime.guard import Guard
+
+__all__ = ["ChannelRegistry", "NamedRegistry", "ProviderRegistry", "ToolInfo", "ToolRegistry"]
+
+T = TypeVar("T")
+logger = logging.getLogger("clawhost.tools")
+
+
+class NamedRegistry(Generic[T]):
+    """Named entries of one kind, each owned by the plugin that registered it.
+
+    Plugins register from their hooks, and a sync hook runs in a worker thread, so every
+    change takes the registry's lock and every scan works on a snapshot.
+    """
+
+    kind = "entry"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, T]] = {}
+        # owner -> its names, so finding or removing one plugin's entries does not scan all.
+        self._by_owner: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {sorted(self._entries)}>"
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is registered."""
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return sorted(self._entries)
+
+    def get(self, name: str) -> T:
+        """The entry registered as ``name``; ``NotRegistered`` if there is none."""
+        try:
+            return self._entries[name][1]
+        except KeyError:
+            raise NotRegistered(self.kind, name, tuple(self.names())) from None
+
+    def owner_of(self, name: str) -> str | None:
+        """The plugin that registered ``name``, if any."""
+        entry = self._entries.get(name)
+        return entry[0] if entry else None
+
+    def owned_by(self, owner: str) -> list[str]:
+        """The names plugin ``owner`` registered."""
+        return sorted(self._by_owner.get(owner, ()))
+
+    def _add(self, owner: str, name: str, item: T) -> None:
+        with self._lock:
+            existing = self._entries.get(name)
+            if existing is not None:
+                raise RegistrationConflict(self.kind, name, existing[0], owner)
+            self._entries[name] = (owner, item)
+            self._by_owner.setdefault(owner, set()).add(name)
+
+    def _remove_owner(self, owner: str) -> list[str]:
+        with self._lock:
+            removed = sorted(self._by_owner.pop(owner, ()))
+            for name in removed:
+                del self._entries[name]
+        return removed
+
+
+class ProviderRegistry(NamedRegistry[Any]):
+    """Named LLM or service providers, looked up by the application or by other plugins.
+
+    Provider objects are the plugin's own; calls made on them go straight to plugin code,
+    outside the host's limits.
+    """
+
+    kind = "provider"
+
+
+class AdminRegistry(NamedRegistry[Callable[..., Any]]):
+    """Admin commands, ``namespace.method``: ``await host.admin.call(name, args)`` runs one
+    under its plugin's limits, with ``args`` as keyword arguments."""
+
+    kind = "admin command"
+
+    def __init__(self, guard: Callable[[], Guard]) -> None:
+        super().__init__()
+        self._guard = guard
+
+    async def call(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Run admin command ``name``; its result, or the plugin's error.
+        ``NotRegistered`` when no plugin answers ``name``."""
+        handler = self.get(name)
+        owner = self.owner_of(name)
+        assert owner is not None
+        return await self._guard().call(
+            owner, handler, operation=f"admin {name}", **dict(args or {})
+        )
+
+
+class ChannelRegistry(NamedRegistry[Callable[..., Any]]):
+    """Channel factories: ``create(name, config)`` builds a channel through its factory."""
+
+    kind = "channel"
+
+    def __init__(self, guard: Callable[[], Guard]) -> None:
+        super().__init__()
+        self._guard = guard
+
+    async def create(self, name: str, config: Mapping[str, Any] | None = None) -> Any:
+        """Build a channel with the factory registered as ``name``."""
+        factory = self.get(name)
+        owner = self.owner_of(name)
+        assert owner is not None
+        return await self._guard().call(
+            owner, factory, dict(config or {}), operation=f"create channel {name}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """What the host knows of one tool, registered or only declared by a manifest."""
+
+    name: str
+    plugin: str
+    registered: bool
+    description: str | None
+
+
+class ToolRegistry(NamedRegistry[Tool[Any]]):
+    """Every tool, its owner, schemas for function calling, and ``invoke``.
+
+    Tools a manifest declares are known before the plugin is imported: ``list()`` shows
+    them, and with lazy activation the first ``invoke`` activates their plugin (once, even
+    under concurrent first calls).
+    """
+
+    kind = "tool"
+
+    def __init__(self, guard: Callable[[], Guard], events: Any = None) -> None:
+        super().__init__()
+        self._guard = guard
+        self._declared: dict[str, str] = {}
+        self._declared_by: dict[str, list[str]] = {}
+        self._events = events
+
+    def declare(self, owner: str, names: tuple[str, ...]) -> None:
+        """Record the tools a plugin's manifest declares (for listing and lazy activation)."""
+        with self._lock:
+            for name in names:
+                if self._declared.setdefault(name, owner) == owner:
+                    self._declared_by.setdefault(owner, []).append(name)
+
+    def undeclare(self, owner: str) -> None:
+        """Forget what ``owner`` declared (it was unloaded or failed)."""
+        with self._lock:
+            for name in self._declared_by.pop(owner, ()):
+                if self._declared.get(name) == owner:
+                    del self._declared[name]
+
+    def declared_owner(self, name: str) -> str | None:
+        """The plugin that registered ``name``, else the one whose manifest declares it."""
+        return self.owner_of(name) or self._declared.get(name)
+
+    def list(self) -> builtins.list[ToolInfo]:
+        """Registered tools and declared ones whose plugin is not active yet."""
+        infos = {
+            name: ToolInfo(name, owner, True, tool.description)
+            for name, (owner, tool) in list(self._entries.items())
+        }
+        for name, owner in list(self._declared.items()):
+            infos.setdefault(name, ToolInfo(name, owner, False, None))
+        return [infos[name] for name in sorted(infos)]
+
+    def schemas(self, shape: SchemaFormat = "openai") -> builtins.list[dict[str, Any]]:
+        """Every registered tool in one function-calling shape (OpenAI, Anthropic or MCP)."""
+        return [tool.schema(shape) for _, (_, tool) in sorted(self._entries.items())]
+
+    def _current_function(self, name: str) -> Callable[..., Any] | None:
+        entry = self._entries.get(name)
+        return entry[1].function if entry else None
+
+    async def invoke(
+        self, name: str, arguments: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Any:
+        """Validate the arguments, call the tool under its plugin's limits, return the result.
+
+        Raises ``ToolNotFound``, ``ToolArgumentsInvalid`` (every problem listed),
+        ``PluginTimeout`` when the call overruns its limit, or ``ToolFailed`` (with the
+        tool's own exception as ``__cause__``).
+        """
+        if kwargs:
+            arguments = {**(arguments or {}), **kwargs}
+        guard = self._guard()
+        owner = self.declared_owner(name)
+        if owner is None:
+            raise ToolNotFound(name, tuple(sorted({*self._entries, *self._declared})))
+        # Activate the plugin if it is lazy, and wait out a reload; from here to the call
+        # there is no await, so the call is admitted to the code that is current now.
+        await guard.ready(owner)
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ToolNotFound(name, tuple(sorted(self._entries)))
+        owner, tool = entry
+        values = tool.validate(arguments)
+        span = _telemetry.span("clawhost.tool", {"clawhost.plugin": owner, "clawhost.tool": name})
+        started = time.perf_counter()
+        error: BaseException | None = None
+        result: Any = None
+        with span:
+            try:
+                result = await guard.call(
+                    owner,
+                    tool.function,
+                    operation=f"tool {name}",
+                    inline=not tool.thread,
+                    current=functools.partial(self._current_function, name),
+                    **values,
+                )
+            except TimeoutError as exc:  # PluginTimeout: clear as it is
+                error = exc
+                raise
+            except ToolArgumentsInvalid as exc:
+                error = exc
+                if exc.tool == name:  # validated where it runs: a worker process (_isolation)
+                    raise
+                raise ToolFailed(name, owner, f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:
+                error = exc
+                raise ToolFailed(name, owner, f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                duration = time.perf_counter() - started
+                _telemetry.record_tool_call(owner, name, duration, error)
+                if self._events is not None and self._events.has_handlers("on_tool_called"):
+                    await self._events.dispatch(
+                        "on_tool_called",
+                        tool=name,
+                        arguments=dict(values),
+                        result=result,
+                        error=error,
+                        duration=duration,
+                    )
+        return result

@@ -1,0 +1,1 @@
+"""clawhost.sandbox: see docs/design.md, "Package map"."""

@@ -1,0 +1,1 @@
+"""clawhost.surfaces: see docs/design.md, "Package map"."""

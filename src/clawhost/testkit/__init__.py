@@ -1,0 +1,1 @@
+"""clawhost.testkit: see docs/design.md, "Package map"."""

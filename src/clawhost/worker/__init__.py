@@ -1,0 +1,1 @@
+"""clawhost.worker: see docs/design.md, "Package map"."""
