@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from clawhost import PluginContext, PluginHost, _telemetry, hookimpl, tool
+from clawhost import PluginContext, PluginHost, hookimpl, tool
+from clawhost.core import telemetry as _telemetry
 
 # The SDK's global providers can be set once per process: set them once for this module.
 _SPANS = InMemorySpanExporter()
