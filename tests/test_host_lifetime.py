@@ -20,7 +20,7 @@ import pytest
 from clawhost import HostConfig, PluginHost, PluginState
 from clawhost.core.importpath import held_places
 from clawhost.errors import DependencyFailed, MissingDependency
-from clawhost.reload.transaction import ReloadEvent
+from clawhost.reload.reports import ReloadEvent
 
 from ._cli import build_wheel, plugin_project
 from ._site import SiteDir, directory_plugin

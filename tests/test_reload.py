@@ -15,7 +15,8 @@ import pytest
 
 from clawhost import HostConfig, PluginHost, PluginState
 from clawhost.errors import ReloadError
-from clawhost.reload.transaction import ReloadEvent, relevant, watch_roots
+from clawhost.reload.reports import ReloadEvent
+from clawhost.reload.watch import relevant, watch_roots
 
 S = PluginState
 

@@ -8,68 +8,41 @@ depending on it are skipped with "dependency X failed", and every other plugin g
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from clawhost._version import __version__
-from clawhost.core import telemetry as _telemetry
-from clawhost.core.background import Background
-from clawhost.core.backoff import Backoff
-from clawhost.core.state import PluginState, check_transition
+from clawhost.core.state import PluginState
 from clawhost.discovery.discover import (
-    DEFAULT_GROUP,
-    Diagnostic,
     DiscoveredPlugin,
-    DiscoveryResult,
     PluginSource,
     SourceKind,
-    discover_plugins,
 )
 from clawhost.errors import (
-    ClawhostError,
-    DependencyFailed,
     PluginFailed,
-    PluginNotFound,
 )
-from clawhost.hookspecs import EVENT_HOOKS
-from clawhost.reload.transaction import forget_modules
-from clawhost.runtime.context import HostContext
-from clawhost.runtime.hostguard import CallMonitor, HostGuard, call_plugin_code, monitored
-from clawhost.runtime.loader import LoadProblem, import_plugin, new_plugin_manager, register
+from clawhost.host.activation import HostActivation
+from clawhost.host.stages import _reason
+from clawhost.host.supervision import cancel_restart
+from clawhost.reload.modules import forget_modules
+from clawhost.runtime.hostguard import CallMonitor
 from clawhost.runtime.records import (
     HealthReport,
     PluginRecord,
     needs_eager_activation,
     retry_resolution_failures,
 )
-from clawhost.surfaces.channels import ChannelHandler, ChannelSupervisor, default_handler
-from clawhost.worker.supervise import cancel_restart
 
 if TYPE_CHECKING:
-    from clawhost.config.host import HostConfig
-    from clawhost.discovery.cache import DiscoveryCache
     from clawhost.discovery.manifest import Manifest
     from clawhost.discovery.project import PluginProject
-    from clawhost.reload.rescan import RescanReport
-    from clawhost.reload.transaction import ReloadEvent
-    from clawhost.resolution.resolve import Resolution
-    from clawhost.runtime.context import PluginContext
-    from clawhost.runtime.events import EventBus, Pipeline
-    from clawhost.runtime.registry import (
-        AdminRegistry,
-        ChannelRegistry,
-        ProviderRegistry,
-        ToolRegistry,
-    )
+    from clawhost.reload.reports import ReloadEvent, RescanReport
     from clawhost.surfaces.http import GatewayApp
 
 __all__ = ["PluginHost"]
@@ -78,13 +51,7 @@ logger = logging.getLogger("clawhost.lifecycle")
 S = PluginState
 
 
-def _reason(error: BaseException) -> str:
-    if isinstance(error, (ClawhostError, LoadProblem)):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-class PluginHost:
+class PluginHost(HostActivation):
     """Discovers, loads, resolves, activates and deactivates plugins into a HostContext.
 
     Use it as an async context manager (``start()`` on entry, ``stop()`` on exit), or call
@@ -92,640 +59,12 @@ class PluginHost:
     ``deactivate(name)``, ``health_check(name)``.
     """
 
-    def __init__(
-        self,
-        *,
-        config: HostConfig | None = None,
-        dirs: Sequence[str | Path] | None = None,
-        group: str | None = None,
-        path: Sequence[str] | None = None,
-        host_version: str | None = None,
-        cache: DiscoveryCache | bool | None = None,
-        lazy: bool | None = None,
-        context: HostContext | None = None,
-        environ: Mapping[str, str] | None = None,
-        drain_timeout: float = 10.0,
-    ) -> None:
-        from clawhost.config.host import HostConfig
-
-        self.config = config if config is not None else HostConfig()
-        settings = self.config.plugins
-        self._dirs = [Path(d) for d in (dirs if dirs is not None else settings.dirs)]
-        self._group = group or settings.entry_point_group or DEFAULT_GROUP
-        self._path = path
-        self.host_version = str(host_version or __version__)
-        self._cache: DiscoveryCache | bool = (
-            cache if cache is not None else settings.discovery_cache
-        )
-        self.lazy = settings.lazy_activation if lazy is None else lazy
-        self._environ = environ if environ is not None else os.environ
-        self.drain_timeout = drain_timeout
-        self._records: dict[str, PluginRecord] = {}
-        self._guard = HostGuard(self)
-        self._context = context if context is not None else HostContext()
-        self._context._guard = self._guard
-        self._manager = new_plugin_manager()
-        self._memory: list[DiscoveredPlugin] = []
-        self._discovery: DiscoveryResult | None = None
-        self._resolution: Resolution | None = None
-        self._eligible: dict[str, list[DiscoveredPlugin]] = {}
-        # Effective permissions granted at load, by (plugin, version): reused at activation.
-        self._grants: dict[tuple[str, str], Any] = {}
-        self.diagnostics: list[Diagnostic] = []
-        self._running = False
-        self._reload_lock = anyio.Lock()
-        # Supervision of worker processes (clawhost.worker.supervise): background tasks, and
-        # each restarted plugin's backoff.
-        self._background = Background()
-        self._backoffs: dict[str, Backoff] = {}
-        # Supervised channels (clawhost.surfaces.channels), by (plugin, instance).
-        self._channel_supervisors: dict[tuple[str, str], ChannelSupervisor] = {}
-        #: What a supervised channel's messages go to: the response to send back, or
-        #: ``None``. By default ``on_message_received`` is broadcast and the pipeline runs;
-        #: ``clawhost.gateway.Gateway`` sets its own (pipeline, provider, tools).
-        self.channel_handler: ChannelHandler = functools.partial(default_handler, self)
-        self._reload_listeners: list[Callable[[ReloadEvent], Any]] = []
-
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> PluginHost:
         """A host configured from a ``config.toml`` (``ConfigError`` if it is invalid)."""
         from clawhost.config.host import load_host_config
 
         return cls(config=load_host_config(path), **overrides)
-
-    # -- what applications use -------------------------------------------------------------
-
-    @property
-    def context(self) -> HostContext:
-        """The HostContext holding everything the plugins registered."""
-        return self._context
-
-    @property
-    def tools(self) -> ToolRegistry:
-        return self._context.tools
-
-    @property
-    def channels(self) -> ChannelRegistry:
-        return self._context.channels
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self._context.pipeline
-
-    @property
-    def admin(self) -> AdminRegistry:
-        """Admin commands: ``await host.admin.call("weather.cache_clear", {...})``."""
-        return self._context.admin
-
-    @property
-    def providers(self) -> ProviderRegistry:
-        return self._context.providers
-
-    @property
-    def events(self) -> EventBus:
-        return self._context.events
-
-    @property
-    def plugins(self) -> Mapping[str, PluginRecord]:
-        """Every known plugin's record: state, version, manifest, timings, failure."""
-        return MappingProxyType(self._records)
-
-    @property
-    def plan(self) -> Any:
-        """The activation plan of the last resolution (``None`` before ``resolve()``)."""
-        return self._resolution.plan if self._resolution is not None else None
-
-    def _record(self, name: str) -> PluginRecord:
-        if self._discovery is None:
-            self.discover()
-        try:
-            return self._records[name]
-        except KeyError:
-            raise PluginNotFound(name, tuple(sorted(self._records))) from None
-
-    # -- discover -----------------------------------------------------------------------------
-
-    def discover(self) -> DiscoveryResult:
-        """Find every plugin (never importing one) and create a record for each name."""
-        started = time.perf_counter()
-        with _telemetry.span("clawhost.discover", {"clawhost.group": self._group}):
-            found = discover_plugins(
-                group=self._group, path=self._path, dirs=self._dirs, cache=self._cache
-            )
-        result = DiscoveryResult(
-            (*self._memory, *found.plugins), found.diagnostics, found.from_cache
-        )
-        self._discovery = result
-        self.diagnostics = list(result.diagnostics)
-        for name, candidates in result.versions().items():
-            record = self._records.get(name)
-            settings = self.config.settings_for(name)
-            if record is None:
-                self._records[name] = PluginRecord(name, candidates, enabled=settings.enabled)
-            elif record.state not in (S.ACTIVE, S.ACTIVATING, S.DEACTIVATING):
-                record.candidates = sorted(
-                    candidates, key=lambda plugin: plugin.version, reverse=True
-                )
-        for diagnostic in result.diagnostics:
-            if diagnostic.plugin in self._records:
-                self._records[diagnostic.plugin].diagnostics.append(diagnostic)
-        logger.info(
-            "Discovered %d plugin(s) in %.1f ms%s",
-            len(self._records),
-            (time.perf_counter() - started) * 1e3,
-            f", {len(result.diagnostics)} diagnostic(s)" if result.diagnostics else "",
-        )
-        return result
-
-    # -- load ---------------------------------------------------------------------------------
-
-    async def load(self, name: str) -> PluginRecord:
-        """Check a plugin's candidate versions without importing them: manifests and
-        permissions. Raises ``PluginFailed`` when no candidate is usable."""
-        record = self._record(name)
-        self._load(record)
-        if record.state is S.FAILED and record.failure is not None:
-            raise PluginFailed(name, "load", record.failure.reason) from record.failure.error
-        return record
-
-    def _load(self, record: PluginRecord) -> None:
-        check_transition(record.name, record.state, S.LOADED)
-        started = time.perf_counter()
-        eligible: list[DiscoveredPlugin] = []
-        refusals: list[BaseException] = []
-        for candidate in record.candidates:
-            try:
-                candidate.manifest  # noqa: B018 - validates a manifest read from the cache
-                self._grant(record.name, candidate)
-            except Exception as exc:  # ManifestError, PermissionsRefused
-                refusals.append(exc)
-                record.diagnostics.append(
-                    Diagnostic(
-                        record.name, str(candidate.source), "load", f"{candidate.version}: {exc}"
-                    )
-                )
-                continue
-            eligible.append(candidate)
-        record.time("load", time.perf_counter() - started)
-        self._eligible[record.name] = eligible
-        if not eligible:
-            error = refusals[0] if refusals else None
-            record.fail("load", _reason(error) if error else "no candidate version", error)
-            return
-        record.move(S.LOADED)
-        logger.debug("Loaded %r (%d candidate version(s))", record.name, len(eligible))
-
-    def _grant(self, name: str, candidate: DiscoveredPlugin) -> Any:
-        """The candidate's effective permissions; ``PermissionsRefused`` if it asks too much."""
-        from clawhost.sandbox.permissions import grant_permissions
-
-        key = (name, str(candidate.version))
-        sandbox = self.config.sandbox_for(name)
-        granted = grant_permissions(
-            name,
-            candidate.manifest.permissions,
-            fs_allowed=[str(path) for path in sandbox.fs_allowed],
-            net_allowed=sandbox.net_allowed,
-            allow_subprocess=sandbox.allow_subprocess,
-            package_dir=candidate.package_dir if candidate.source.target is None else None,
-        )
-        self._grants[key] = granted
-        return granted
-
-    # -- resolve ------------------------------------------------------------------------------
-
-    async def resolve(self, *, extra_pins: Mapping[str, str] | None = None) -> Resolution:
-        """Choose one version of every enabled plugin so that every dependency holds.
-
-        Loads whatever is not loaded yet. A plugin that cannot be resolved is FAILED alone;
-        active plugins keep the version they run, and so do those in ``extra_pins``
-        (name -> version; hot reload keeps a reloading plugin's dependents that way).
-        """
-        from clawhost.resolution.resolve import resolve_plan
-
-        if self._discovery is None:
-            self.discover()
-        for record in self._records.values():
-            if record.state is S.DISCOVERED:
-                self._load(record)
-        started = time.perf_counter()
-        pinned = {
-            name: str(record.selected.version)
-            for name, record in self._records.items()
-            if record.selected is not None
-            and record.state in (S.ACTIVE, S.ACTIVATING, S.DEACTIVATING)
-        }
-        candidates = [
-            candidate
-            for name, record in self._records.items()
-            if record.state
-            in (S.LOADED, S.RESOLVED, S.INACTIVE, S.ACTIVE, S.ACTIVATING, S.DEACTIVATING)
-            for candidate in self._eligible.get(name, record.candidates)
-        ]
-        disabled = [name for name, record in self._records.items() if record.state is S.DISABLED]
-        broken = {
-            name: (record.failure.stage, record.failure.reason)
-            for name, record in self._records.items()
-            if record.state is S.FAILED and record.failure is not None
-        }
-        with _telemetry.span("clawhost.resolve", {"clawhost.candidates": len(candidates)}):
-            resolution = resolve_plan(
-                candidates,
-                host_version=self.host_version,
-                disabled=disabled,
-                pinned=pinned,
-                failed=broken,
-            )
-        self._resolution = resolution
-        elapsed = time.perf_counter() - started
-        for name, chosen in resolution.selected.items():
-            record = self._records[name]
-            if record.state in (S.LOADED, S.RESOLVED, S.INACTIVE):
-                record.selected = chosen
-                record.move(S.RESOLVED)
-                record.time("resolve", elapsed)
-                self.tools.undeclare(name)
-                self.tools.declare(name, chosen.manifest.capabilities.tools)
-        for name, error in resolution.failures.items():
-            failed = self._records.get(name)
-            if failed is not None and failed.state in (S.LOADED, S.RESOLVED, S.INACTIVE):
-                self.tools.undeclare(name)
-                failed.fail("resolve", str(error), error)
-        logger.info(
-            "Resolved %d plugin(s) in %.1f ms%s",
-            len(resolution.selected),
-            elapsed * 1e3,
-            f"; {len(resolution.failures)} could not be resolved" if resolution.failures else "",
-        )
-        return resolution
-
-    # -- activate -----------------------------------------------------------------------------
-
-    async def activate(self, name: str, context: HostContext | None = None) -> PluginRecord:
-        """Activate a plugin (its dependencies first); raises ``PluginFailed`` if it fails.
-
-        ``context`` may name the HostContext to register into, as long as no plugin is
-        active yet (the product guide's test flow); by default it is ``host.context``.
-        """
-        if context is not None and context is not self._context:
-            if any(record.state is S.ACTIVE for record in self._records.values()):
-                raise ValueError("plugins are active in another HostContext; deactivate them first")
-            context._guard = self._guard
-            self._context = context
-        record = self._record(name)
-        if record.state in (S.DISCOVERED, S.LOADED):
-            await self.resolve()
-        check_transition(name, record.state, S.ACTIVATING)
-        await self._activate_with_dependencies(record, chain=())
-        if record.state is not S.ACTIVE:
-            failure = record.failure
-            reason = failure.reason if failure else f"ended {record.state.name}"
-            raise PluginFailed(name, "activate", reason) from (failure.error if failure else None)
-        return record
-
-    async def _activate_with_dependencies(
-        self, record: PluginRecord, chain: tuple[str, ...]
-    ) -> None:
-        plan = self.plan
-        for dependency in sorted(plan.requires(record.name)) if plan is not None else ():
-            other = self._records[dependency]
-            if other.state in (S.RESOLVED, S.INACTIVE, S.ACTIVATING) and dependency not in chain:
-                await self._activate_with_dependencies(other, (*chain, record.name))
-            if other.state is not S.ACTIVE:
-                self._skip(record, dependency)
-                return
-        await self._activate_one(record)
-
-    def _skip(self, record: PluginRecord, dependency: str) -> None:
-        other = self._records[dependency]
-        failure = other.failure
-        cause = failure.reason if failure else f"it is {other.state.name}"
-        error = DependencyFailed(
-            record.name, dependency, cause, stage=failure.stage if failure else None
-        )
-        if record.state is S.ACTIVATING:
-            record.fail("activate", str(error), error)
-        else:
-            record.move(S.ACTIVATING)
-            record.fail("activate", str(error), error)
-
-    async def _activate_one(self, record: PluginRecord) -> None:
-        """Import, register and activate one plugin whose dependencies are active.
-
-        Never raises for the plugin's own failures: they are recorded on the record.
-        """
-        async with record.lock:
-            if record.state is S.ACTIVE:
-                return
-            if record.state not in (S.RESOLVED, S.INACTIVE):
-                return
-            record.move(S.ACTIVATING)
-            candidate = record.selected
-            assert candidate is not None
-            version = str(candidate.version)
-            logger.info("Activating %r v%s", record.name, version)
-            started = time.perf_counter()
-            ok = False
-            with _telemetry.span(
-                "clawhost.activate", {"clawhost.plugin": record.name, "clawhost.version": version}
-            ):
-                try:
-                    await self._bring_up(record, candidate)
-                    ok = True
-                except Exception as exc:
-                    await self._roll_back(record, forget=True)
-                    record.fail("activate", _reason(exc), exc)
-                except BaseException:  # cancelled mid-activation: leave nothing behind
-                    with anyio.CancelScope(shield=True):
-                        await self._roll_back(record, forget=True)
-                    record.fail("activate", "cancelled")
-                    raise
-            elapsed = time.perf_counter() - started
-            record.time("activate", elapsed)
-            _telemetry.record_lifecycle(record.name, "activate", elapsed, ok)
-            if not ok:
-                return
-            record.activated_at = time.time()
-            record.move(S.ACTIVE)
-            self._check_declared(record)
-            registered = self._context.registrations(record.name)
-            logger.info(
-                "Plugin %r v%s active in %.1f ms%s",
-                record.name,
-                version,
-                elapsed * 1e3,
-                f" (tools: {', '.join(registered.tools)})" if registered.tools else "",
-            )
-        await self.events.dispatch("on_plugin_activated", plugin=record.name, version=version)
-        self._start_channels(record)
-
-    def _start_channels(self, record: PluginRecord) -> None:
-        """Run the plugin's configured channel instances (``[plugins.<name>.channels]``)."""
-        for instance, settings in self.config.settings_for(record.name).channels.items():
-            supervisor = ChannelSupervisor(self, record.name, instance, settings)
-            self._channel_supervisors[(record.name, instance)] = supervisor
-            self._background.start_soon(("channel", record.name, instance), supervisor.run)
-
-    async def _stop_channels(self, name: str) -> None:
-        for key in self._background.running():
-            if isinstance(key, tuple) and key[:2] == ("channel", name):
-                await self._background.stop(key)
-
-    def channel_status(self) -> list[dict[str, Any]]:
-        """Every supervised channel instance now: plugin, channel, instance, state
-        (starting, running, backoff, stopped, failed), last error, restarts, since and
-        the next restart's time (``time.time()``)."""
-        return [
-            supervisor.status().to_dict()
-            for _, supervisor in sorted(self._channel_supervisors.items())
-        ]
-
-    async def _bring_up(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
-        self._prepare_limits(record, candidate)
-        record.config = self._plugin_config(record, candidate)
-        # -- process isolation (clawhost.worker.isolation): a worker process imports and
-        # activates the plugin; proxies are registered here, the worker's close() is a
-        # context cleanup (so _roll_back reaps it) and record.hooks reach it.
-        sandbox = self.config.sandbox_for(record.name)
-        if sandbox.isolation == "process":
-            from clawhost.worker.isolation import activate_isolated
-
-            enforce = self._enforces_capabilities(record.name, candidate)
-            await activate_isolated(
-                self._new_context(record, candidate, enforce),
-                record,
-                candidate,
-                sandbox=sandbox,
-                enforce_capabilities=enforce,
-                on_death=self._worker_died,
-            )
-            return
-        # -- end of process isolation
-        target, modules = await self._lifecycle_call(
-            # Inline on the loop thread, under the watchdog: imports serialize on the import
-            # lock anyway, and a hundred concurrent worker threads only fight over it.
-            record,
-            import_plugin,
-            candidate,
-            record,
-            operation="import",
-            inline=True,
-        )
-        record.hooks = register(self._manager, record.name, target)
-        record.target, record.modules = target, modules
-        context = self._new_context(
-            record, candidate, self._enforces_capabilities(record.name, candidate)
-        )
-        for hook in EVENT_HOOKS:
-            for implementation in record.hooks.get(hook, ()):
-                self.events.subscribe(
-                    record.name,
-                    hook,
-                    implementation.function,
-                    argnames=tuple(implementation.argnames),
-                )
-        for implementation in record.hooks.get("activate", ()):
-            await self._lifecycle_call(
-                record,
-                implementation.function,
-                *self._hook_args(implementation, context),
-                operation="activate",
-            )
-
-    def _new_context(
-        self, record: PluginRecord, candidate: DiscoveredPlugin, enforce: bool
-    ) -> PluginContext:
-        """The plugin's ``ctx`` for this activation, set as ``record.context``."""
-        record.context = self._context.plugin_context(
-            record.name,
-            version=str(candidate.version),
-            manifest=candidate.manifest,
-            config=record.config,
-            enforce_capabilities=enforce,
-        )
-        return record.context
-
-    def _worker_died(self, worker: Any, error: BaseException | None) -> None:
-        """A plugin's worker process ended unasked (``WorkerPlugin.on_death``)."""
-        from clawhost.worker.supervise import worker_died
-
-        record = self._records.get(worker.plugin)
-        if record is not None:
-            key = ("died", worker.plugin, id(worker))
-            self._background.start_soon(key, worker_died, self, record, worker, error)
-
-    @staticmethod
-    def _hook_args(implementation: Any, context: Any) -> list[Any]:
-        return [context for _ in implementation.argnames]
-
-    async def _roll_back(self, record: PluginRecord, *, forget: bool = False) -> None:
-        """Undo a partial activation: cleanups, registrations, the pluggy registration;
-        with ``forget`` (a failed activation) also its modules, so a fix is imported."""
-        await self._stop_channels(record.name)  # before what they use goes away
-        context = record.context
-        if context is not None:
-            context._close()  # from now on a late registration is refused, not leaked
-            for cleanup in context._take_cleanups():
-                try:
-                    await self._lifecycle_call(record, cleanup, operation="cleanup")
-                except Exception as exc:
-                    logger.warning(
-                        "Plugin %r: a cleanup failed during rollback: %s", record.name, _reason(exc)
-                    )
-        self._context.remove_owner(record.name)
-        if self._manager.has_plugin(record.name):
-            self._manager.unregister(name=record.name)
-        record.target, record.context, record.hooks = None, None, {}
-        if forget:
-            forget_modules(record)
-
-    def _check_declared(self, record: PluginRecord) -> None:
-        manifest = record.manifest
-        if manifest is None or record.name not in self._records:
-            return
-        registered = self._context.registrations(record.name)
-        declared = manifest.capabilities
-        missing = [
-            f"{kind[:-1]} {name!r}"
-            for kind, names, have in (
-                ("tools", declared.tools, registered.tools),
-                ("channels", declared.channels, registered.channels),
-                ("pipeline_stages", declared.pipeline_stages, registered.pipeline_stages),
-                ("providers", declared.providers, registered.providers),
-            )
-            for name in names
-            if name not in have
-        ]
-        if missing:
-            diagnostic = Diagnostic(
-                record.name,
-                str(record.plugin.source) if record.plugin else "",
-                "activate",
-                f"declared but not registered: {', '.join(missing)}",
-                severity="warning",
-            )
-            record.diagnostics.append(diagnostic)
-            self.diagnostics.append(diagnostic)
-            logger.warning("Plugin %r: %s", record.name, diagnostic.message)
-
-    def _prepare_limits(self, record: PluginRecord, candidate: DiscoveredPlugin) -> None:
-        from clawhost.sandbox.limits import plugin_limiter
-        from clawhost.sandbox.permissions import SandboxScope
-
-        sandbox = self.config.sandbox_for(record.name)
-        # In-process: min(max_cpu_time_secs, max_wall_time_secs), as wall-clock time (a
-        # worker process, which clears this, limits CPU time with RLIMIT_CPU instead).
-        record.timeout = sandbox.call_deadline()
-        granted = self._grants.get((record.name, str(candidate.version)))
-        record.permissions = granted if granted is not None else self._grant(record.name, candidate)
-        record.scope = SandboxScope(record.permissions)
-        record.limiter = plugin_limiter(sandbox.max_concurrency)
-
-    def _plugin_config(
-        self, record: PluginRecord, candidate: DiscoveredPlugin
-    ) -> Mapping[str, Any]:
-        from clawhost.config.plugin import validate_plugin_config
-
-        settings = self.config.settings_for(record.name)
-        return validate_plugin_config(
-            record.name,
-            candidate.manifest.config,
-            settings.config,
-            file=self.config.file,
-            environ=self._environ,
-        )
-
-    async def _ensure_active(self, name: str) -> None:
-        record = self._records.get(name)
-        if record is None or record.state is S.ACTIVE:
-            return
-        if record.state is S.ACTIVATING:
-            async with record.lock:
-                pass
-        elif record.state in (S.RESOLVED, S.INACTIVE) and self.lazy:
-            await self._activate_with_dependencies(record, chain=())
-        state: PluginState = record.state  # changed by the awaits above
-        if state is not S.ACTIVE:
-            failure = record.failure
-            reason = failure.reason if failure else f"it is {record.state.name.lower()}"
-            raise PluginFailed(name, failure.stage if failure else "activate", reason)
-
-    async def activate_all(self, *, only_eager: bool = False) -> None:
-        """Activate every resolved plugin, level by level of the plan, each level's
-        independent plugins concurrently.
-
-        With ``only_eager`` (what ``start()`` does when activation is lazy), plugins that
-        offer nothing but tools wait for the first call of one of them; plugins offering
-        channels, pipeline stages or providers, or declaring nothing (event hooks only),
-        cannot be reached by a call and are activated now, with their dependencies.
-        """
-        plan = self.plan
-        if plan is None:
-            await self.resolve()
-            plan = self.plan
-        for level in plan.levels:
-            async with anyio.create_task_group() as group:
-                for name in level:
-                    record = self._records[name]
-                    if record.state not in (S.RESOLVED, S.INACTIVE):
-                        continue
-                    if only_eager and not needs_eager_activation(record):
-                        continue
-                    group.start_soon(self._activate_with_dependencies, record, ())
-
-    # -- deactivate ---------------------------------------------------------------------------
-
-    async def deactivate(self, name: str) -> PluginRecord:
-        """Deactivate a plugin, and first the active plugins that depend on it."""
-        record = self._record(name)
-        check_transition(name, record.state, S.DEACTIVATING)
-        plan = self.plan
-        for dependent in reversed(plan.dependents(name)) if plan is not None else ():
-            other = self._records.get(dependent)
-            if other is not None and other.state is S.ACTIVE:
-                await self._deactivate_one(other)
-        await self._deactivate_one(record)
-        return record
-
-    async def _deactivate_one(self, record: PluginRecord) -> None:
-        async with record.lock:
-            if record.state is not S.ACTIVE:
-                return
-            version = str(record.version)
-            logger.info("Deactivating %r v%s", record.name, version)
-            record.move(S.DEACTIVATING)
-            started = time.perf_counter()
-            failures: list[str] = []
-            context = record.context
-            with _telemetry.span("clawhost.deactivate", {"clawhost.plugin": record.name}):
-                with anyio.CancelScope(shield=True):
-                    for implementation in record.hooks.get("deactivate", ()):
-                        try:
-                            await self._lifecycle_call(
-                                record,
-                                implementation.function,
-                                *self._hook_args(implementation, context),
-                                operation="deactivate",
-                            )
-                        except Exception as exc:
-                            failures.append(f"deactivate: {_reason(exc)}")
-                    await self._roll_back(record)
-            elapsed = time.perf_counter() - started
-            record.time("deactivate", elapsed)
-            _telemetry.record_lifecycle(record.name, "deactivate", elapsed, not failures)
-            record.move(S.INACTIVE)
-            if failures:
-                message = "; ".join(failures) + " (everything it registered was removed anyway)"
-                logger.warning("Plugin %r: %s", record.name, message)
-                record.diagnostics.append(
-                    Diagnostic(
-                        record.name,
-                        str(record.plugin.source) if record.plugin else "",
-                        "deactivate",
-                        message,
-                    )
-                )
-        await self.events.dispatch("on_plugin_deactivated", plugin=record.name)
 
     # -- enable / disable at run time ---------------------------------------------------------
 
@@ -892,22 +231,6 @@ class PluginHost:
 
         return remove
 
-    async def _lifecycle_call(
-        self,
-        record: PluginRecord,
-        function: Callable[..., Any],
-        *args: Any,
-        operation: str,
-        inline: bool = False,
-    ) -> Any:
-        """A lifecycle hook (or import, or cleanup): limits and scope, no gate, no slot."""
-        call = call_plugin_code(
-            record, function, *args, operation=operation, limited=False, inline=inline
-        )
-        if not self._guard.monitors:
-            return await call
-        return await monitored(list(self._guard.monitors), record.name, operation, args, {}, call)
-
     # -- hot reload -------------------------------------------------------------------------
 
     async def reload(self, name: str) -> ReloadEvent:
@@ -916,7 +239,7 @@ class PluginHost:
         Its dependents are re-activated against the new version. On failure the old
         version keeps serving and ``ReloadError`` says at which stage and why.
         """
-        from clawhost.reload.transaction import reload_plugin
+        from clawhost.host.reloading import reload_plugin
 
         cancel_restart(self, name)
         async with self._reload_lock:
@@ -948,7 +271,7 @@ class PluginHost:
         window), bring up plugins added and take down plugins removed (``rescan``).
         Runs until cancelled. With ``[plugins] hot_reload = true`` the host runs it from
         ``start()`` until ``stop()``; call it yourself only when hot reload is off."""
-        from clawhost.reload.transaction import watch
+        from clawhost.reload.watch import watch
 
         await watch(self, interval=self.config.plugins.watch_interval_secs)
 
@@ -956,13 +279,13 @@ class PluginHost:
         """Discover again: activate plugins added since (folders dropped into a plugin
         directory, distributions installed), deactivate and forget those removed, reload
         those whose installed version changed. The watcher calls it on such changes."""
-        from clawhost.reload.rescan import rescan
+        from clawhost.host.rescan import rescan
 
         return await rescan(self)
 
     async def _start_watching(self) -> None:
         """Run the watcher in the background until ``stop()``; returns once it watches."""
-        from clawhost.reload.transaction import watch
+        from clawhost.reload.watch import watch
 
         ready = anyio.Event()
 
@@ -1055,8 +378,6 @@ class PluginHost:
             self.discover()
         return candidate
 
-    _memory_manifests: frozenset[str] = frozenset()
-
     def http_app(
         self,
         *,
@@ -1106,11 +427,6 @@ class PluginHost:
         if self._discovery is not None:
             self.discover()
         return candidate
-
-    def _enforces_capabilities(self, name: str, candidate: DiscoveredPlugin) -> bool:
-        """Whether registrations must be declared: always for a discovered plugin, and for
-        an in-memory one offered with a manifest."""
-        return candidate.source.target is None or name in self._memory_manifests
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin as a JSON-ready dict: name, version, state, capabilities, source, error."""

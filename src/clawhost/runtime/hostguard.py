@@ -8,14 +8,13 @@ first use.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clawhost.runtime.guard import Withdrawn
 from clawhost.sandbox.limits import call_inline, call_plugin
 
 if TYPE_CHECKING:
-    from clawhost.host.host import PluginHost
     from clawhost.runtime.records import PluginRecord
 
 __all__ = ["CallMonitor", "HostGuard", "call_plugin_code", "monitored"]
@@ -117,9 +116,15 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 class HostGuard:
     """The ``Guard`` a PluginHost installs in its HostContext."""
 
-    def __init__(self, host: PluginHost) -> None:
-        self._host = host
-        self._records = host._records
+    def __init__(
+        self,
+        records: Mapping[str, PluginRecord],
+        ensure_active: Callable[[str], Awaitable[None]],
+    ) -> None:
+        #: The host's records, by plugin name (the host's own mapping, kept up to date).
+        self._records = records
+        #: Activates a lazily activated plugin (and its dependencies) on first use.
+        self._ensure_active = ensure_active
         #: Plugins reloading right now; the reload transaction adds and removes them.
         self.reloading: set[str] = set()
         #: Call monitors (``PluginHost.add_call_monitor``); empty means no overhead.
@@ -206,11 +211,11 @@ class HostGuard:
         )
 
     async def ensure_active(self, owner: str) -> None:
-        await self._host._ensure_active(owner)
+        await self._ensure_active(owner)
 
     async def ready(self, owner: str) -> None:
         # A reloading plugin is briefly inactive: wait for the reload before anything else.
         record = self._records.get(owner)
         if record is not None and not record.gate.is_open:
             await record.gate.wait_open()
-        await self._host._ensure_active(owner)
+        await self._ensure_active(owner)

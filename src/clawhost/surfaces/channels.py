@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 
@@ -36,7 +36,8 @@ from clawhost.core.messages import Message, Response
 
 if TYPE_CHECKING:
     from clawhost.config.host import ChannelInstanceSettings
-    from clawhost.host.host import PluginHost
+    from clawhost.runtime.events import EventBus, Pipeline
+    from clawhost.runtime.registry import ChannelRegistry
 
 __all__ = ["ChannelHandler", "ChannelStatus", "ChannelSupervisor", "default_handler"]
 
@@ -66,7 +67,22 @@ class ChannelStatus:
         return asdict(self)
 
 
-async def default_handler(host: PluginHost, message: Message) -> Response | None:
+class ChannelHost(Protocol):
+    """What a supervised channel needs of its host (a ``PluginHost`` is one)."""
+
+    @property
+    def channels(self) -> ChannelRegistry: ...
+
+    @property
+    def events(self) -> EventBus: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+    channel_handler: ChannelHandler
+
+
+async def default_handler(host: ChannelHost, message: Message) -> Response | None:
     """With no handler set: broadcast ``on_message_received`` and run the pipeline."""
     await host.events.dispatch("on_message_received", message=message)
     await host.pipeline.process(message)
@@ -77,7 +93,7 @@ class ChannelSupervisor:
     """Runs one configured channel instance of one plugin, restarting it after failures."""
 
     def __init__(
-        self, host: PluginHost, plugin: str, instance: str, settings: ChannelInstanceSettings
+        self, host: ChannelHost, plugin: str, instance: str, settings: ChannelInstanceSettings
     ) -> None:
         self.host = host
         self.plugin = plugin

@@ -18,8 +18,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 
@@ -32,11 +32,34 @@ if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
     from mcp.server.session import ServerSession
 
-    from clawhost.host.host import PluginHost
+    from clawhost.reload.reports import ReloadEvent
+    from clawhost.runtime.events import EventBus
+    from clawhost.runtime.records import PluginRecord
+    from clawhost.runtime.registry import ToolRegistry
 
 __all__ = ["MCP_EXTRA_HINT", "McpBridge", "require_mcp", "serve_stdio"]
 
 logger = logging.getLogger("clawhost.mcp")
+
+
+class McpHost(Protocol):
+    """What the MCP bridge needs of its host (a ``PluginHost`` is one)."""
+
+    @property
+    def tools(self) -> ToolRegistry: ...
+
+    @property
+    def events(self) -> EventBus: ...
+
+    @property
+    def plugins(self) -> Mapping[str, PluginRecord]: ...
+
+    def on_reload(self, callback: Callable[[ReloadEvent], Any]) -> Callable[[], None]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 MCP_EXTRA_HINT = "pip install 'clawhost[mcp]'"
 #: The owner the bridge's event handlers are registered under: not a valid plugin name.
@@ -83,7 +106,7 @@ class McpBridge:
     ``poll_interval`` bounds how late a change no event announces is noticed."""
 
     def __init__(
-        self, host: PluginHost, *, name: str = "clawhost", poll_interval: float = 1.0
+        self, host: McpHost, *, name: str = "clawhost", poll_interval: float = 1.0
     ) -> None:
         require_mcp()
         import mcp_types as types
@@ -359,7 +382,7 @@ def _claim_stdin() -> Iterator[int | None]:
 
 
 async def serve_stdio(
-    host: PluginHost,
+    host: McpHost,
     *,
     manage_host: bool = True,
     name: str = "clawhost",

@@ -27,7 +27,7 @@ with ``WorkerDied`` saying the plugin exceeded ``max_cpu_time_secs``.
 However its worker ends (killed for a deadline, out of CPU time or memory, a crash,
 ``os._exit``, during a call or between calls), the plugin is marked FAILED with the
 reason and its proxies are removed; with ``restart = true`` the host starts it again
-later, with a backoff (``clawhost.worker.supervise``).
+later, with a backoff (``clawhost.host.supervision``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class WorkerPlugin:
     ran out of CPU time), every call fails with ``WorkerDied`` and ``on_death`` is told
     once, on the event loop, with the error that first showed it (``None`` when it died
     between calls). The host then marks the plugin FAILED and, when configured, starts a
-    new worker later (``clawhost.worker.supervise``).
+    new worker later (``clawhost.host.supervision``).
     """
 
     def __init__(

@@ -32,7 +32,7 @@ from clawhost.core.backoff import Backoff, RestartPolicy
 from clawhost.core.state import PluginState
 
 if TYPE_CHECKING:
-    from clawhost.host.host import PluginHost
+    from clawhost.host.internals import HostInternals
     from clawhost.runtime.records import PluginRecord
     from clawhost.worker.isolation import WorkerPlugin
 
@@ -43,7 +43,7 @@ logger = logging.getLogger("clawhost.isolation")
 S = PluginState
 
 
-def restart_policy(host: PluginHost, name: str) -> RestartPolicy | None:
+def restart_policy(host: HostInternals, name: str) -> RestartPolicy | None:
     """The plugin's restart policy, or ``None`` when it is not restarted."""
     sandbox = host.config.sandbox_for(name)
     if not sandbox.restart:
@@ -53,7 +53,7 @@ def restart_policy(host: PluginHost, name: str) -> RestartPolicy | None:
     )
 
 
-def cancel_restart(host: PluginHost, name: str) -> None:
+def cancel_restart(host: HostInternals, name: str) -> None:
     """Forget the plugin's pending restart and its restart count (reload, disable)."""
     host._background.cancel(("restart", name))
     host._backoffs.pop(name, None)
@@ -63,7 +63,7 @@ def cancel_restart(host: PluginHost, name: str) -> None:
 
 
 async def worker_died(
-    host: PluginHost, record: PluginRecord, worker: WorkerPlugin, error: BaseException | None
+    host: HostInternals, record: PluginRecord, worker: WorkerPlugin, error: BaseException | None
 ) -> None:
     """Fail ``record``'s plugin because its worker ended, then schedule its restart."""
     async with host._reload_lock:
@@ -103,7 +103,7 @@ async def worker_died(
 
 
 async def restart_later(
-    host: PluginHost, record: PluginRecord, backoff: Backoff, dependents: tuple[str, ...]
+    host: HostInternals, record: PluginRecord, backoff: Backoff, dependents: tuple[str, ...]
 ) -> None:
     """Restart the FAILED plugin after its backoff, until it runs or the tries run out."""
     name = record.name

@@ -16,16 +16,16 @@ Each of these is logged in one line on ``clawhost.reload``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from clawhost.core.state import PluginState
 from clawhost.errors import ReloadError
-from clawhost.reload.transaction import forget_modules
+from clawhost.reload.modules import forget_modules
+from clawhost.reload.reports import RescanReport
 from clawhost.runtime.records import needs_eager_activation, retry_resolution_failures
 
 if TYPE_CHECKING:
-    from clawhost.host.host import PluginHost
+    from clawhost.host.internals import HostInternals
     from clawhost.runtime.records import PluginRecord
 
 __all__ = ["RescanReport", "rescan"]
@@ -34,22 +34,11 @@ logger = logging.getLogger("clawhost.reload")
 S = PluginState
 
 
-@dataclass(frozen=True, slots=True)
-class RescanReport:
-    """What one rescan found: plugin names added, removed and changed (reloaded)."""
-
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    changed: tuple[str, ...] = ()
-    #: Name -> why a new or changed plugin is not active (stage: reason).
-    problems: dict[str, str] = field(default_factory=dict)
-
-
 def _versions(record: PluginRecord) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(c.version), str(c.source.location)) for c in record.candidates))
 
 
-async def rescan(host: PluginHost) -> RescanReport:
+async def rescan(host: HostInternals) -> RescanReport:
     """Discover again; bring up what was added, take down what was removed, reload what
     changed. Never raises for one plugin's failure: it is in the report and the log."""
     async with host._reload_lock:
@@ -112,7 +101,7 @@ def _report_added(record: PluginRecord) -> str | None:
     return None
 
 
-async def _remove(host: PluginHost, name: str) -> None:
+async def _remove(host: HostInternals, name: str) -> None:
     """Take a plugin that is no longer installed down and forget it."""
     record = host._records[name]
     version = record.version
