@@ -212,7 +212,7 @@ def test_with_a_gateway_table_messages_flow_until_the_channel_ends(
         "you> hello",
         "bot> Hello! Ask me about the weather, a forecast, or where a place is.",
     ]
-    assert "[INFO] Channel 'console' closed" in done.stderr
+    assert "[INFO] Channel rulebot/console ended" in done.stderr  # the supervisor's line
     assert done.stderr.rstrip().endswith("[INFO] Gateway stopped")
 
 

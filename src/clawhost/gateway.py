@@ -28,16 +28,14 @@ Configure it in ``config.toml``:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import anyio
-
-from clawhost.core.backoff import RestartPolicy
 from clawhost.core.messages import Message, Response
-from clawhost.errors import ClawhostError, ToolError
+from clawhost.errors import ClawhostError, NotRegistered, ToolError
 
 if TYPE_CHECKING:
     from clawhost.host.host import PluginHost
@@ -185,40 +183,28 @@ class Gateway:
         return await self.handle(Message(text, sender=sender, channel=self.settings.channel))
 
     async def run(self, *, restart_limit: int | None = None) -> None:
-        """Serve the configured channel until it ends (or forever, restarting it after
-        failures with a backoff). ``restart_limit`` caps the restarts (tests)."""
-        policy = RestartPolicy(initial=0.5, maximum=30.0)
-        failed_in_a_row = 0
-        restarts = 0
-        while True:
-            try:
-                channel = await self.host.channels.create(
-                    self.settings.channel, self.settings.channel_config
-                )
-                logger.info("Channel %r open", self.settings.channel)
-                async for message in channel.messages():
-                    exchange = await self.handle(message)
-                    if exchange.response is not None:
-                        await channel.send(exchange.response)
-                        await self.host.events.dispatch(
-                            "on_response_sent", response=exchange.response
-                        )
-                    failed_in_a_row = 0
-                logger.info("Channel %r closed", self.settings.channel)
-                return
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                restarts += 1
-                if restart_limit is not None and restarts > restart_limit:
-                    raise
-                failed_in_a_row += 1
-                delay = policy.delay(failed_in_a_row)
-                logger.error(
-                    "Channel %r failed: %s: %s; restarting in %.1fs",
-                    self.settings.channel,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await anyio.sleep(delay)
+        """Serve the configured channel until it ends, answering through this gateway.
+
+        The channel runs under a ``ChannelSupervisor``, as every channel configured in
+        ``[plugins.<name>.channels.<instance>]`` does: after a failure it is started again
+        with a backoff (0.5 s, doubling up to 30 s). ``restart_limit`` caps the restarts in
+        a row (default: no cap); past it, the channel's last error is raised."""
+        from clawhost.config.host import ChannelInstanceSettings
+        from clawhost.surfaces.channels import ChannelSupervisor
+
+        channel = self.settings.channel
+        owner = self.host.channels.owner_of(channel)
+        if owner is None:
+            raise NotRegistered("channel", channel, tuple(self.host.channels.names()))
+        self.attach()
+        settings = ChannelInstanceSettings(
+            channel=channel,
+            config=dict(self.settings.channel_config),
+            restart_backoff_secs=0.5,
+            restart_backoff_max_secs=30.0,
+            max_restarts=sys.maxsize if restart_limit is None else restart_limit,
+        )
+        supervisor = ChannelSupervisor(self.host, owner, channel, settings)
+        await supervisor.run()
+        if supervisor.failure is not None:
+            raise supervisor.failure

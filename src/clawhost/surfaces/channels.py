@@ -111,6 +111,8 @@ class ChannelSupervisor:
         self._since = time.time()
         self._last_error: str | None = None
         self._restart_at: float | None = None
+        #: Why the channel was given up on (``failed`` after too many restarts in a row).
+        self.failure: Exception | None = None
 
     def __repr__(self) -> str:
         return f"<ChannelSupervisor {self.plugin}/{self.instance} {self._state}>"
@@ -152,6 +154,7 @@ class ChannelSupervisor:
                     raise
                 except Exception as exc:
                     self._last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    error = exc
                 else:
                     self._enter("stopped")
                     logger.info("Channel %s/%s ended", self.plugin, self.instance)
@@ -159,6 +162,7 @@ class ChannelSupervisor:
                 delay = self.backoff.failed()
                 if delay is None:
                     self._enter("failed")
+                    self.failure = error
                     logger.error(
                         "Channel %s/%s failed: %s; not restarted again after %d restart(s) "
                         "in a row",
