@@ -1,1 +1,4 @@
-"""clawhost.config: see docs/design.md, "Package map"."""
+"""``config.toml`` (``HostConfig``) and per-plugin config validated against the manifest.
+
+Layer rules and the package map: docs/design.md, "Package map".
+"""

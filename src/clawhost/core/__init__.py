@@ -1,1 +1,5 @@
-"""clawhost.core: see docs/design.md, "Package map"."""
+"""Small pieces with no plugin knowledge: TOML, interpolation, versions, the state table,
+backoff, background tasks, telemetry, messages, the import finders for plugin folders.
+
+Layer rules and the package map: docs/design.md, "Package map".
+"""

@@ -140,14 +140,17 @@ class HostStages:
 
     @property
     def tools(self) -> ToolRegistry:
+        """The tool registry: ``await host.tools.invoke(name, arguments)``, ``schemas(shape)``."""
         return self._context.tools
 
     @property
     def channels(self) -> ChannelRegistry:
+        """The channel factories the plugins registered."""
         return self._context.channels
 
     @property
     def pipeline(self) -> Pipeline:
+        """The ordered pipeline stages: ``await host.pipeline.process(message)``."""
         return self._context.pipeline
 
     @property
@@ -157,10 +160,12 @@ class HostStages:
 
     @property
     def providers(self) -> ProviderRegistry:
+        """The named providers: ``host.providers.get(name)``."""
         return self._context.providers
 
     @property
     def events(self) -> EventBus:
+        """The event bus: ``await host.events.dispatch(event, **payload)``."""
         return self._context.events
 
     @property

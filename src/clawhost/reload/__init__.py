@@ -1,1 +1,4 @@
-"""clawhost.reload: see docs/design.md, "Package map"."""
+"""Hot reload's parts: a plugin's modules, the file watcher, what a reload reports.
+
+Layer rules and the package map: docs/design.md, "Package map".
+"""
