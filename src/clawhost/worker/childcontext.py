@@ -41,7 +41,11 @@ class WorkerContext(PluginContext):
     def register_http_app(self, app: Callable[..., Any]) -> None:
         """Refused in a worker: an ASGI app is called with the host's request objects."""
         raise NotIsolatable(
-            self.name, "an HTTP app", "an ASGI app cannot be called across the boundary yet"
+            self.name,
+            "an HTTP app",
+            "an ASGI app is called with the host's request objects (its receive and send "
+            "callables), which cannot cross to a worker process; HTTP apps are served only "
+            'from plugins that run in-process (isolation = "in-process")',
         )
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
