@@ -817,6 +817,40 @@ async def test_an_in_memory_plugin_cannot_run_in_a_worker_and_is_refused(
     assert children() == {}
 
 
+SERVES_HTTP = """
+from clawhost import hookimpl
+
+async def app(scope, receive, send):
+    raise AssertionError("never served from a worker")
+
+@hookimpl
+def activate(ctx):
+    ctx.register_http_app(app)
+"""
+
+
+async def test_an_http_app_is_refused_in_a_worker_naming_the_plugin_and_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin(tmp_path, "site", SERVES_HTTP, http='[plugin.http]\ndescription = "a web page"')
+    with caplog.at_level(logging.WARNING, logger="clawhost"):
+        async with make_host(tmp_path) as host:
+            record = host.plugins["site"]
+            assert record.state is S.FAILED
+            assert record.failure is not None
+            assert record.failure.stage == "activate"
+            refused = record.failure.error
+            assert isinstance(refused, NotIsolatable)
+            assert (refused.plugin, refused.what) == ("site", "an HTTP app")
+            assert "ASGI" in refused.why
+            assert "runs in process isolation" in record.failure.reason
+            assert host.context.registrations("site").is_empty()
+            assert host.context.http.get("site") is None
+    logged = [r.getMessage() for r in caplog.records if "'site'" in r.getMessage()]
+    assert any("an HTTP app" in line for line in logged), logged
+    assert children() == {}
+
+
 async def test_permissions_still_apply_inside_the_worker(tmp_path: Path) -> None:
     granted = tmp_path / "data"
     granted.mkdir()

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from clawhost.core.messages import Message, Response
 from clawhost.errors import ClawhostError, NotRegistered, ToolError
+from clawhost.runtime.toolcaller import ToolCaller
 
 if TYPE_CHECKING:
     from clawhost.host.host import PluginHost
-    from clawhost.runtime.tools import SchemaFormat
 
 __all__ = ["Channel", "Gateway", "GatewaySettings", "Provider", "ToolCaller"]
 
@@ -66,28 +66,6 @@ class Provider(Protocol):
     async def reply(self, message: Message, tools: ToolCaller) -> str:
         """The text of the response to ``message``."""
         ...
-
-
-class ToolCaller:
-    """What a provider sees of the tools: their schemas, and a way to call them."""
-
-    def __init__(self, host: PluginHost) -> None:
-        self._host = host
-        self.calls: list[tuple[str, dict[str, Any], Any]] = []
-
-    def names(self) -> list[str]:
-        """Every tool a provider may call, registered yet or declared by a lazy plugin."""
-        return [info.name for info in self._host.tools.list()]
-
-    def schemas(self, shape: SchemaFormat = "openai") -> list[dict[str, Any]]:
-        """The registered tools in one function-calling shape."""
-        return self._host.tools.schemas(shape)
-
-    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
-        """Call a tool; returns its result, or raises the tool's error."""
-        result = await self._host.tools.invoke(name, dict(arguments or {}))
-        self.calls.append((name, dict(arguments or {}), result))
-        return result
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The worker process of a plugin running with ``isolation = "process"``.
 
-The host starts it as ``python -m clawhost.worker.child`` (see ``_workerproc``). Before any
-plugin code runs, the worker:
+The host starts it as ``python -m clawhost.worker.child`` (see ``clawhost.worker.process``).
+Before any plugin code runs, the worker:
 
 1. moves the protocol to private file descriptors: fd 0 becomes ``/dev/null`` and fd 1 a
    copy of stderr, so a plugin's ``print()`` (or a C library writing to stdout) ends up
@@ -11,8 +11,8 @@ plugin code runs, the worker:
 3. installs the plugin's ``SandboxScope`` (the same audit hook as in-process: file,
    network and subprocess checks) and applies its resource limits: ``RLIMIT_AS`` (what
    the worker has mapped now plus ``max_memory_mb``) and ``RLIMIT_CORE = 0``; then, at
-   the start of every call into plugin code, ``RLIMIT_CPU`` (``_CpuLimit``: the CPU time
-   the process has used so far plus ``max_cpu_time_secs``);
+   the start of every call into plugin code, ``RLIMIT_CPU`` (``childlimits.CpuLimit``: the
+   CPU time the process has used so far plus ``max_cpu_time_secs``);
 4. answers ``ready``, imports the plugin (``imported``), activates it with a worker-side
    ``PluginContext`` and answers ``started`` with what it registered, or ``failed``.
 
@@ -28,6 +28,10 @@ Wall-clock deadlines are not enforced here: the host kills the whole worker when
 overruns ``max_wall_time_secs``. CPU time is, by the kernel: past its ``RLIMIT_CPU`` the
 worker receives SIGXCPU, whose default action ends it, and the host reports that the
 plugin exceeded ``max_cpu_time_secs``.
+
+This module is the start-up and the request loop; the pipe and the framing of replies are
+in ``childpipe``, the resource limits in ``childlimits``, and what plugin code sees of the
+host (its ``ctx``, the host's providers and tools) in ``childcontext``.
 """
 
 from __future__ import annotations
@@ -37,11 +41,8 @@ import inspect
 import itertools
 import json
 import logging
-import math
 import os
-import signal
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,22 +52,28 @@ from clawhost.config.plugin import PluginConfig
 from clawhost.core.messages import Message, Response
 from clawhost.discovery.discover import DiscoveredPlugin, PluginSource
 from clawhost.discovery.manifest import Manifest
-from clawhost.errors import NotIsolatable, PermissionDenied, ToolArgumentsInvalid
 from clawhost.hookspecs import EVENT_HOOKS
-from clawhost.runtime.context import HostContext, PluginContext
-from clawhost.runtime.events import EVENT_PAYLOADS, _calling_convention
+from clawhost.runtime.context import HostContext
+from clawhost.runtime.events import EVENT_PAYLOADS
 from clawhost.runtime.loader import Implementation, import_plugin, new_plugin_manager, register
 from clawhost.sandbox.limits import call_plugin
 from clawhost.sandbox.netrules import NetworkRule
-from clawhost.sandbox.permissions import EffectivePermissions, SandboxScope, current_scope
+from clawhost.sandbox.permissions import EffectivePermissions, SandboxScope
+from clawhost.worker.childcontext import HostProvider, HostTools, WorkerContext
+from clawhost.worker.childlimits import CpuLimit, apply_limits, die_with_host
+from clawhost.worker.childpipe import (
+    OUT_OF_MEMORY,
+    Pipe,
+    configure_logging,
+    error_data,
+    error_line,
+    fitting,
+)
 from clawhost.worker.wire import (
-    MAX_LINE,
     PROTOCOL,
     TOOLS_MARK,
-    MethodProxy,
     arg_from_wire,
     arg_to_wire,
-    decode,
     decode_error,
     encode,
     encode_error,
@@ -78,190 +85,8 @@ from clawhost.worker.wire import (
 
 __all__ = ["main"]
 
-#: Starts a structured log line on stderr (the host re-logs it at its level); any other
-#: line (a print, a C library's output, a crash dump) is logged by the host as it is.
-LOG_MARK = "\x1e"
-_MIB = 1024 * 1024
-# Sent when even describing a MemoryError fails for want of memory.
-_OUT_OF_MEMORY = (
-    '{{"id":{},"ok":false,"error":{{"type":"builtins.MemoryError",'
-    '"message":"out of memory","args":null}}}}\n'
-)
-
-Handler = tuple[Callable[..., Any], tuple[str, ...] | None]
 #: The owner of the host's providers in the worker's registry.
 _HOST = "<host>"
-
-
-class _Pipe:
-    """The protocol's two private file descriptors: requests in, replies out."""
-
-    def __init__(self, read_fd: int, write_fd: int) -> None:
-        self._in = read_fd
-        self._out = write_fd
-        self._buffer = bytearray()
-        self._searched = 0  # the buffer's first bytes already known to hold no newline
-        self._lock: anyio.Lock | None = None
-
-    @classmethod
-    def take_over_stdio(cls) -> _Pipe:
-        """Move the protocol off fds 0 and 1 before plugin code can write to them."""
-        read_fd, write_fd = os.dup(0), os.dup(1)  # not inheritable: no child gets them
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(2, 1)
-        # sys.stdout still writes to fd 1, now the host's log; flush every line so output
-        # is not lost when the worker ends with os._exit.
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        return cls(read_fd, write_fd)
-
-    def _take_line(self) -> dict[str, Any] | None:
-        index = self._buffer.find(b"\n", self._searched)  # only the new bytes: linear
-        if index < 0:
-            self._searched = len(self._buffer)
-            if len(self._buffer) > MAX_LINE:
-                raise ValueError(f"a request longer than {MAX_LINE} bytes")
-            return None
-        line = bytes(self._buffer[:index])
-        del self._buffer[: index + 1]
-        self._searched = 0
-        return decode(line)
-
-    def read_blocking(self) -> dict[str, Any] | None:
-        """The next message, blocking (before the event loop runs); ``None`` at the end."""
-        while (message := self._take_line()) is None:
-            chunk = os.read(self._in, 1 << 16)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        return message
-
-    def send_blocking(self, message: dict[str, Any]) -> None:
-        """Write one message, blocking (before the event loop runs)."""
-        data = memoryview(encode(message))
-        while data:
-            data = data[os.write(self._out, data) :]
-
-    def make_nonblocking(self) -> None:
-        """From here on the event loop waits on the descriptors: a host slow to read
-        replies never blocks the loop, so requests and cancellations keep arriving."""
-        os.set_blocking(self._in, False)
-        os.set_blocking(self._out, False)
-        self._lock = anyio.Lock()
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next message; ``None`` when the host closed its end."""
-        while (message := self._take_line()) is None:
-            await anyio.wait_readable(self._in)
-            try:
-                chunk = os.read(self._in, 1 << 16)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return None
-            self._buffer += chunk
-        return message
-
-    async def send(self, message: dict[str, Any]) -> None:
-        """Write one message; lines never interleave."""
-        await self.send_bytes(encode(message))
-
-    async def send_bytes(self, line: bytes) -> None:
-        assert self._lock is not None
-        data = memoryview(line)
-        async with self._lock:
-            while data:
-                try:
-                    written = os.write(self._out, data)
-                except BlockingIOError:
-                    await anyio.wait_writable(self._out)
-                    continue
-                data = data[written:]
-
-
-class _LogLines(logging.Handler):
-    """Log records as structured stderr lines, which the host logs at the same level."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            body = {"level": record.levelno, "name": record.name, "message": self.format(record)}
-            sys.stderr.write(LOG_MARK + json.dumps(body) + "\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
-
-
-class _WorkerContext(PluginContext):
-    """The plugin's ``ctx`` in its worker: tools, pipeline stages, providers and channel
-    factories register into the worker's own HostContext (the host registers proxies of
-    them), and event handlers are kept for the host's event proxies. The host's providers
-    (of other plugins) are there as ``_HostProvider`` proxies."""
-
-    def __init__(self, host: HostContext, name: str, **options: Any) -> None:
-        super().__init__(host, name, **options)
-        self.handlers: dict[str, list[Handler]] = {}
-
-    def register_http_app(self, app: Callable[..., Any]) -> None:
-        """Refused in a worker: an ASGI app is called with the host's request objects."""
-        raise NotIsolatable(
-            self.name, "an HTTP app", "an ASGI app cannot be called across the boundary yet"
-        )
-
-    def on(self, event: str, callback: Callable[..., Any]) -> None:
-        """Handle ``event`` (the host dispatches it here through a proxy)."""
-        if not event.isidentifier():
-            raise ValueError(f"event names are identifiers, not {event!r}")
-        self.handlers.setdefault(event, []).append(
-            (callback, _calling_convention(event, callback, None))
-        )
-
-
-class _HostProvider(MethodProxy):
-    """A provider of the host's (another plugin's), seen from the worker: its methods are
-    coroutine functions that ask the host to call them. Arguments cross as JSON data (a
-    ``Message`` as itself); results come back with objects as ``Record``s."""
-
-    def __init__(self, worker: _Worker, name: str, methods: dict[str, str]) -> None:
-        async def call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            fields = {
-                "provider": name,
-                "method": method,
-                "args": [arg_to_wire(arg) for arg in args],
-                "kwargs": {key: arg_to_wire(value) for key, value in kwargs.items()},
-            }
-            return arg_from_wire(await worker.ask("provider", fields))
-
-        super().__init__(name, methods, call, "the host's")
-
-
-class _HostTools:
-    """The host's tools handed to a provider method in the worker (a gateway's
-    ``ToolCaller``): ``names()`` and ``schemas()`` as they were at the call, and
-    ``call(name, arguments)``, which asks the host to run the tool."""
-
-    def __init__(self, worker: _Worker, token: int, names: list[str], schemas: Any) -> None:
-        self._worker = worker
-        self._token = token
-        self._names = names
-        self._schemas = schemas
-
-    def names(self) -> list[str]:
-        """Every tool the host offered, when the call started."""
-        return list(self._names)
-
-    def schemas(self, shape: str = "openai") -> Any:
-        """The tools' schemas for function calling (the ``openai`` shape only)."""
-        if shape != "openai":
-            raise ValueError("in a worker process only the 'openai' schema shape is offered")
-        return self._schemas
-
-    async def call(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Call a host tool; its result, or the tool's error."""
-        fields = {"token": self._token, "tool": name, "arguments": to_wire(arguments or {})}
-        return await self._worker.ask("tool", fields)
-
-    invoke = call
 
 
 def _permissions(plugin: str, data: dict[str, Any]) -> EffectivePermissions:
@@ -274,133 +99,10 @@ def _permissions(plugin: str, data: dict[str, Any]) -> EffectivePermissions:
     )
 
 
-def _vm_size() -> int:
-    """The address space the process has mapped now, in bytes."""
-    with open("/proc/self/status", "rb") as status:
-        for line in status:
-            if line.startswith(b"VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmSize in /proc/self/status")
-
-
-def apply_limits(max_memory_mb: int | None) -> dict[str, Any]:
-    """Limit this process: no core files, and with ``max_memory_mb`` an address space of
-    what is mapped now (the interpreter, clawhost and its dependencies) plus that much.
-
-    Soft and hard limits are set alike, so plugin code cannot raise them again (unless
-    the worker runs as root). Returns what was applied, for the host's log.
-    """
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    applied: dict[str, Any] = {"baseline_mb": None, "address_space_mb": None}
-    if max_memory_mb:
-        baseline = _vm_size()
-        limit = baseline + max_memory_mb * _MIB
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        applied = {"baseline_mb": baseline / _MIB, "address_space_mb": limit / _MIB}
-    return applied
-
-
-class _CpuLimit:
-    """``max_cpu_time_secs`` as the worker's ``RLIMIT_CPU``, renewed for every call.
-
-    ``renew()`` runs (on the event-loop thread, outside any sandbox scope) just before each
-    call into plugin code: import, activate, a tool, an event handler, a stage, a health
-    check, deactivate, a cleanup. It sets the soft limit to ``ceil(CPU time the process
-    has used so far + max_cpu_time_secs)``. Past it the kernel sends SIGXCPU, whose
-    default action ends the process (no core file: ``RLIMIT_CORE`` is 0), whatever thread
-    is busy and even inside C code; the host then reports the exceeded limit. The limit
-    counts the whole process, so threads the plugin leaves running between calls spend
-    the budget of the latest call, and are stopped when it is gone. Concurrent calls
-    share one budget, counted from the start of the latest.
-
-    The scheme, soft and hard: the hard limit is left as the worker inherited it (normally
-    ``RLIM_INFINITY``) and only the soft limit moves. The hard limit can only ever be
-    lowered by an unprivileged process, while the process's CPU clock keeps growing from
-    call to call: a hard limit of "soft + a few seconds" set for one call would be below
-    what the next call needs, and any finite hard limit would in the end kill a healthy
-    long-lived worker. What keeps plugin code from raising the soft limit (which any
-    process may do, up to the hard limit) is therefore not the kernel but the worker:
-
-    * an audit hook (``_refuse_cpu_limit_changes``) refuses ``resource.setrlimit`` and
-      ``resource.prlimit`` of ``RLIMIT_CPU`` with ``PermissionDenied`` while a sandbox
-      scope is current, i.e. in plugin code and the threads it started;
-    * ``renew()`` also restores SIGXCPU's default action (no audit event covers
-      ``signal.signal``), so a plugin that ignored or caught it is bound again from its
-      next call on.
-
-    Like the rest of the sandbox this is a guard rail: native code (ctypes, a C extension)
-    can raise the soft limit, and a plugin that ignores SIGXCPU is not stopped between
-    calls. The host's wall-clock deadline still bounds every call.
-    """
-
-    def __init__(self, seconds: float | None) -> None:
-        import resource
-
-        #: The budget per call, or ``None`` (no limit: unset or ``inf``).
-        self.seconds = seconds if seconds is not None and math.isfinite(seconds) else None
-        self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        if self.seconds is not None:
-            sys.addaudithook(_refuse_cpu_limit_changes)  # can never be removed
-
-    def renew(self) -> None:
-        """Give the call about to start ``seconds`` of CPU time, from now."""
-        if self.seconds is None:
-            return
-        import resource
-
-        # RLIMIT_CPU counts whole seconds: the call gets between seconds and seconds + 1.
-        soft = math.ceil(time.process_time() + self.seconds)
-        if self._hard != resource.RLIM_INFINITY:
-            soft = min(soft, self._hard)
-        if signal.getsignal(signal.SIGXCPU) != signal.SIG_DFL:
-            signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
-
-
-def _refuse_cpu_limit_changes(event: str, args: tuple[Any, ...]) -> None:
-    """An audit hook: plugin code may not change ``RLIMIT_CPU`` (see ``_CpuLimit``)."""
-    if not event.startswith("resource."):  # the fast path of every other audit event
-        return
-    if event == "resource.setrlimit":
-        which, limits = args
-    elif event == "resource.prlimit":
-        _, which, limits = args
-    else:
-        return
-    if limits is None:  # prlimit(pid, resource): a read
-        return
-    import resource
-
-    scope = current_scope()
-    if which == resource.RLIMIT_CPU and scope is not None:
-        raise PermissionDenied(
-            scope.plugin, "process", "RLIMIT_CPU", "max_cpu_time_secs is the host's to set"
-        )
-
-
-def _die_with_host(host_pid: int) -> None:
-    """Have the kernel kill this worker when the host dies (Linux), so a host killed
-    with SIGKILL leaves no orphan; the end of the request pipe covers the rest."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != host_pid:  # the host died before the line above
-        os._exit(0)
-
-
 class _Worker:
     """One plugin in its worker process: import, activate, then serve requests."""
 
-    def __init__(self, start: dict[str, Any], pipe: _Pipe) -> None:
+    def __init__(self, start: dict[str, Any], pipe: Pipe) -> None:
         if start.get("protocol") != PROTOCOL:
             raise ValueError(f"protocol {start.get('protocol')!r}; this worker speaks {PROTOCOL}")
         self.pipe = pipe
@@ -411,7 +113,7 @@ class _Worker:
         manifest = Manifest.model_validate(start["manifest"])
         config = start["config"]
         self.host = HostContext()
-        self.context = _WorkerContext(
+        self.context = WorkerContext(
             self.host,
             self.name,
             version=start["version"],
@@ -433,9 +135,9 @@ class _Worker:
         )
         self.hooks: dict[str, list[Implementation]] = {}
         self._running: dict[Any, anyio.CancelScope] = {}
-        self.cpu = _CpuLimit(start.get("max_cpu_time_secs"))
+        self.cpu = CpuLimit(start.get("max_cpu_time_secs"))
         for name, methods in (start.get("host_providers") or {}).items():
-            self.host.providers._add(_HOST, name, _HostProvider(self, name, methods))
+            self.host.providers._add(_HOST, name, HostProvider(self, name, methods))
         self._asks: dict[int, list[Any]] = {}  # rid -> [event, reply]
         self._rids = itertools.count(1)
         self._channels: dict[int, tuple[str, Any, Any]] = {}  # id -> (name, channel, iterator)
@@ -486,7 +188,7 @@ class _Worker:
                 import_plugin, self.candidate, operation="import", sync_in_thread=False
             )
         except Exception as exc:
-            await self.pipe.send({"op": "failed", "stage": "import", "error": _error(exc)})
+            await self.pipe.send({"op": "failed", "stage": "import", "error": error_data(exc)})
             return 1
         await self.pipe.send({"op": "imported"})
         try:
@@ -494,7 +196,7 @@ class _Worker:
             registrations = self._registrations()
         except Exception as exc:
             await self._run_cleanups([])  # as the host's rollback does in-process
-            await self.pipe.send({"op": "failed", "stage": "activate", "error": _error(exc)})
+            await self.pipe.send({"op": "failed", "stage": "activate", "error": error_data(exc)})
             return 1
         await self.pipe.send({"op": "started", "registrations": registrations})
         await self._serve()
@@ -581,11 +283,11 @@ class _Worker:
             try:
                 result = await self._dispatch(message)
                 reply = {"id": request_id, "ok": True, "result": result}
-                line = _fitting(request_id, encode(reply))
+                line = fitting(request_id, encode(reply))
             except MemoryError:
-                line = _OUT_OF_MEMORY.format(json.dumps(request_id)).encode()
+                line = OUT_OF_MEMORY.format(json.dumps(request_id)).encode()
             except Exception as exc:
-                line = _error_line(request_id, exc)
+                line = error_line(request_id, exc)
             finally:
                 self._running.pop(request_id, None)
         if not scope.cancelled_caught:  # else the host no longer waits for it
@@ -665,7 +367,7 @@ class _Worker:
     def _argument(self, value: Any) -> Any:
         if isinstance(value, dict) and TOOLS_MARK in value:
             tools = value[TOOLS_MARK]
-            return _HostTools(self, tools["token"], tools["names"], tools["schemas"])
+            return HostTools(self, tools["token"], tools["names"], tools["schemas"])
         return arg_from_wire(value)
 
     async def _provider(self, message: dict[str, Any]) -> Any:
@@ -747,7 +449,7 @@ class _Worker:
                     operation="deactivate",
                 )
             except Exception as exc:
-                failures.append(_error(exc))
+                failures.append(error_data(exc))
         await self._run_cleanups(failures)
         return {"failures": failures}
 
@@ -756,7 +458,7 @@ class _Worker:
             try:
                 await self._call(cleanup, operation="cleanup")
             except Exception as exc:
-                failures.append(_error(exc))
+                failures.append(error_data(exc))
 
 
 def _returned(value: Any, what: str, convert: Callable[[Any], Any]) -> Any:
@@ -767,62 +469,16 @@ def _returned(value: Any, what: str, convert: Callable[[Any], Any]) -> Any:
         raise TypeError(f"{what} returned a value that is not JSON data: {exc}") from None
 
 
-def _error_line(request_id: Any, error: Exception) -> bytes:
-    try:
-        line = encode({"id": request_id, "ok": False, "error": _error(error)})
-        return _fitting(request_id, line, error)
-    except MemoryError:
-        return _OUT_OF_MEMORY.format(json.dumps(request_id)).encode()
-
-
-def _fitting(request_id: Any, line: bytes, error: Exception | None = None) -> bytes:
-    """``line``, a reply; or, when it is longer than the protocol allows (``MAX_LINE``,
-    which the host would take for a broken worker and kill it, failing every call in
-    flight), an error reply saying so: only this call fails, and the worker goes on."""
-    if len(line) <= MAX_LINE:
-        return line
-    what = "result"
-    if error is not None:
-        text = str(error)
-        text = text if len(text) <= 200 else text[:200] + "..."
-        what = f"error ({type(error).__qualname__}: {text})"
-    size, limit = len(line) / _MIB, MAX_LINE / _MIB
-    too_large = ValueError(
-        f"the {what} was {size:.1f} MiB as JSON, above the limit of {limit:g} MiB "
-        "for one reply from a worker process"
-    )
-    error_data = encode_error(too_large, with_traceback=False)
-    return encode({"id": request_id, "ok": False, "error": error_data})
-
-
-def _error(error: Exception) -> dict[str, Any]:
-    # Invalid arguments are the caller's business: their problems say it all.
-    with_traceback = not isinstance(error, ToolArgumentsInvalid)
-    try:
-        return encode_error(error, with_traceback=with_traceback)
-    except MemoryError:
-        return {"type": "builtins.MemoryError", "message": "out of memory", "args": None}
-
-
-def _configure_logging(level: int) -> None:
-    handler = _LogLines()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.captureWarnings(True)
-
-
 def main() -> None:
     """Run one plugin's worker; the host starts it as ``python -m clawhost.worker.child``."""
-    pipe = _Pipe.take_over_stdio()
+    pipe = Pipe.take_over_stdio()
     code = 70
     try:
         start = pipe.read_blocking()
         if start is None:
             os._exit(0)
-        _die_with_host(int(start["host_pid"]))
-        _configure_logging(int(start.get("log_level", logging.WARNING)))
+        die_with_host(int(start["host_pid"]))
+        configure_logging(int(start.get("log_level", logging.WARNING)))
         worker = _Worker(start, pipe)
         applied = apply_limits(start.get("max_memory_mb"))
         applied["cpu_time_secs"] = worker.cpu.seconds

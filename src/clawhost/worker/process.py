@@ -49,7 +49,7 @@ logger = logging.getLogger("clawhost.isolation")
 EXIT_GRACE = 1.0
 #: How long the host waits for the log thread once the worker is reaped.
 LOG_DRAIN = 2.0
-_LOG_MARK = "\x1e"  # _worker.LOG_MARK; not imported, to keep the worker out of the host
+_LOG_MARK = "\x1e"  # childpipe.LOG_MARK; not imported, to keep the worker out of the host
 # What a worker past its RLIMIT_CPU dies of (the default action of SIGXCPU).
 _SIGXCPU = getattr(signal, "SIGXCPU", 24)
 
