@@ -23,8 +23,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
+from clawhost.core.netrules import IPAddress, parse_host
 from clawhost.errors import PermissionDenied
-from clawhost.sandbox.netrules import IPAddress, parse_host
 from clawhost.sandbox.permissions import _CURRENT, SandboxScope, resolve_path
 from clawhost.sandbox.propagate import patch_resolvers, patch_threads
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clawhost.core.importpath import held_places
+from clawhost.core.netrules import IPAddress, NetworkRule, parse_host
 from clawhost.errors import PermissionsRefused
-from clawhost.sandbox.netrules import IPAddress, NetworkRule, parse_host
 
 if TYPE_CHECKING:
     from clawhost.discovery.manifest import (
