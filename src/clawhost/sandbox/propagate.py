@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from clawhost.core.netrules import IPAddress, parse_host, parse_ip
-from clawhost.sandbox.permissions import _CURRENT
+from clawhost.sandbox.scope import _CURRENT
 
 __all__ = ["patch_resolvers", "patch_threads"]
 
