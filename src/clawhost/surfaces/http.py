@@ -30,10 +30,16 @@ plugin's prefix (a mount is named by its plugin, whose name cannot hold a slash)
 
 A plugin app that raises, or returns without starting a response, gets a 500 JSON answer
 in its place (logged under ``clawhost.http``); one that fails after starting its response
-is only logged. Either way the gateway goes on serving. ``lifespan`` events are answered
-here and never forwarded to plugin apps.
+is only logged. Each request has the plugin's per-call deadline, as a tool call does
+(``record.timeout``: ``max_wall_time_secs`` and ``max_cpu_time_secs``, see
+``SandboxConfig.call_deadline``); at the deadline the app is cancelled and, if it had not
+started its response, the client gets a 504 JSON answer naming the plugin, else the
+response is cut off (the server closes it). Either way the gateway goes on serving.
+``lifespan`` events are answered here and never forwarded to plugin apps.
 
-``serve(app)`` runs the application under uvicorn (``pip install clawhost[cli]``).
+``serve(app)`` runs the application under uvicorn (``pip install clawhost[cli]``). The
+routes table is ``clawhost.runtime.routes``, the status page ``clawhost.surfaces.statuspage``
+and the path checks ``clawhost.surfaces.paths``.
 """
 
 from __future__ import annotations
@@ -41,12 +47,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from clawhost._version import __version__
+from clawhost.errors import PluginTimeout
 from clawhost.runtime.routes import (
     PLUGIN_NAME,
     PREFIX,
@@ -57,7 +63,9 @@ from clawhost.runtime.routes import (
     Scope,
     Send,
 )
+from clawhost.sandbox.limits import call_plugin
 from clawhost.sandbox.permissions import sandbox_scope
+from clawhost.surfaces.paths import path_problem, strip_root, strip_root_raw
 from clawhost.surfaces.statuspage import CONTENT_SECURITY_POLICY, render_page
 
 if TYPE_CHECKING:
@@ -80,8 +88,6 @@ logger = logging.getLogger("clawhost.http")
 ADMIN_PREFIX = "/admin/"
 
 _METHODS = ("GET", "HEAD")
-_ENCODED = re.compile(rb"%(2f|5c|2e)", re.IGNORECASE)
-_ENCODED_NAMES = {b"2f": "slash", b"5c": "backslash", b"2e": "dot"}
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -122,45 +128,6 @@ async def _json(
 ) -> None:
     body = json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
     await _respond(send, status, body, b"application/json", head=head, headers=headers)
-
-
-# -- path safety -------------------------------------------------------------------------------
-
-
-def path_problem(path: str, raw_path: bytes | None) -> str | None:
-    """Why a request path is refused before routing, or ``None`` when it is acceptable."""
-    if not path.startswith("/"):
-        return "the path must start with '/'"
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in path):
-        return "control character in the path"
-    if "\\" in path:
-        return "backslash in the path"
-    if "//" in path:
-        return "empty segment ('//') in the path"
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return "'.' or '..' segment in the path"
-    if raw_path is not None:
-        encoded = _ENCODED.search(raw_path)
-        if encoded is not None:
-            what = _ENCODED_NAMES[encoded.group(1).lower()]
-            return f"percent-encoded {what} ({encoded.group().decode('ascii')}) in the path"
-        if any(byte < 0x20 or byte == 0x7F for byte in raw_path) or b"\\" in raw_path:
-            return "control character or backslash in the raw path"
-    return None
-
-
-def _strip_root(path: str, root: str) -> str:
-    """``path`` without the server's ``root_path``, when it starts with it (uvicorn's way)."""
-    if root and (path == root or path.startswith(root + "/")):
-        return path[len(root) :] or "/"
-    return path
-
-
-def _strip_root_raw(raw: bytes, root: str) -> bytes:
-    encoded = root.encode("utf-8")
-    if encoded and (raw == encoded or raw.startswith(encoded + b"/")):
-        return raw[len(encoded) :] or b"/"
-    return raw
 
 
 # -- the application ---------------------------------------------------------------------------
@@ -249,7 +216,7 @@ class GatewayApp:
             await _json(send, 400, {"error": f"refused: {problem}"}, head=head)
             return
         root: str = scope.get("root_path") or ""
-        route = _strip_root(path, root)
+        route = strip_root(path, root)
         if route.startswith(PREFIX):
             await self._plugin(scope, receive, send, route, root)
             return
@@ -393,7 +360,7 @@ class GatewayApp:
         child["path"] = f"{root}{PREFIX}{name}/{rest}"
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None:
-            raw_route = _strip_root_raw(raw_path, root)
+            raw_route = strip_root_raw(raw_path, root)
             if raw_route.count(b"/") != route.count("/"):
                 error = "refused: raw_path does not match path"
                 await _json(send, 400, {"error": error}, head=head)
@@ -406,8 +373,10 @@ class GatewayApp:
         self, record: PluginRecord, app: ASGIApp, scope: Scope, receive: Receive, send: Send
     ) -> None:
         name = record.name
-        head = scope["method"] == "HEAD"
+        method, path = scope["method"], scope["path"]
+        head = method == "HEAD"
         started = False
+        operation = f"HTTP {method} {path}"
 
         async def watched_send(message: Message) -> None:
             nonlocal started
@@ -417,18 +386,39 @@ class GatewayApp:
 
         record.gate.enter()
         try:
+            # As a tool call: the plugin's scope, and its per-call deadline
+            # (record.timeout, from max_wall_time_secs and max_cpu_time_secs).
             with sandbox_scope(record.scope):
-                await app(scope, receive, watched_send)
-        except Exception as exc:
-            logger.exception(
-                "the HTTP app of plugin %r failed on %s %s",
+                await call_plugin(
+                    app,
+                    scope,
+                    receive,
+                    watched_send,
+                    plugin=name,
+                    operation=operation,
+                    timeout=record.timeout,
+                    scope=record.scope,
+                    sync_in_thread=False,
+                )
+        except PluginTimeout as exc:
+            if exc.plugin != name or exc.operation != operation:  # a call it made timed out
+                await self._failed(name, scope, send, exc, started)
+                return
+            logger.warning(
+                "the HTTP app of plugin %r did not finish %s %s within its limit of %gs; %s",
                 name,
-                scope["method"],
-                scope["path"],
+                method,
+                path,
+                exc.limit,
+                "the response is aborted" if started else "answered 504",
             )
             if not started:
-                error = f"the HTTP app of plugin {name!r} failed ({type(exc).__name__})"
-                await _json(send, 500, {"error": error, "plugin": name}, head=head)
+                error = f"the HTTP app of plugin {name!r} did not answer within {exc.limit:g}s"
+                payload = {"error": error, "plugin": name, "limit": exc.limit}
+                await _json(send, 504, payload, head=head)
+            return
+        except Exception as exc:
+            await self._failed(name, scope, send, exc, started)
             return
         finally:
             record.gate.exit()
@@ -436,10 +426,26 @@ class GatewayApp:
             logger.error(
                 "the HTTP app of plugin %r returned without a response to %s %s",
                 name,
-                scope["method"],
-                scope["path"],
+                method,
+                path,
             )
             error = f"the HTTP app of plugin {name!r} returned without a response"
+            await _json(send, 500, {"error": error, "plugin": name}, head=head)
+
+    async def _failed(
+        self, name: str, scope: Scope, send: Send, exc: Exception, started: bool
+    ) -> None:
+        """A plugin app raised: logged, and a 500 unless it had started its response."""
+        logger.exception(
+            "the HTTP app of plugin %r failed on %s %s",
+            name,
+            scope["method"],
+            scope["path"],
+            exc_info=exc,
+        )
+        if not started:
+            error = f"the HTTP app of plugin {name!r} failed ({type(exc).__name__})"
+            head = scope["method"] == "HEAD"
             await _json(send, 500, {"error": error, "plugin": name}, head=head)
 
 
