@@ -64,7 +64,6 @@ from clawhost.runtime.routes import (
     Send,
 )
 from clawhost.sandbox.limits import call_plugin
-from clawhost.sandbox.permissions import sandbox_scope
 from clawhost.surfaces.paths import path_problem, strip_root, strip_root_raw
 from clawhost.surfaces.statuspage import CONTENT_SECURITY_POLICY, render_page
 
@@ -386,20 +385,19 @@ class GatewayApp:
 
         record.gate.enter()
         try:
-            # As a tool call: the plugin's scope, and its per-call deadline
+            # As a tool call: in the plugin's sandbox scope, under its per-call deadline
             # (record.timeout, from max_wall_time_secs and max_cpu_time_secs).
-            with sandbox_scope(record.scope):
-                await call_plugin(
-                    app,
-                    scope,
-                    receive,
-                    watched_send,
-                    plugin=name,
-                    operation=operation,
-                    timeout=record.timeout,
-                    scope=record.scope,
-                    sync_in_thread=False,
-                )
+            await call_plugin(
+                app,
+                scope,
+                receive,
+                watched_send,
+                plugin=name,
+                operation=operation,
+                timeout=record.timeout,
+                scope=record.scope,
+                sync_in_thread=False,
+            )
         except PluginTimeout as exc:
             if exc.plugin != name or exc.operation != operation:  # a call it made timed out
                 await self._failed(name, scope, send, exc, started)
