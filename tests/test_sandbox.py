@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from clawhost.core.netrules import NetworkRule, parse_ip
 from clawhost.discovery.manifest import Permissions
 from clawhost.errors import PermissionDenied, PermissionsRefused
 from clawhost.sandbox.audit import audit_hook_installed
-from clawhost.sandbox.netrules import NetworkRule, parse_ip
 from clawhost.sandbox.permissions import (
     EffectivePermissions,
     SandboxScope,

@@ -19,11 +19,12 @@ if TYPE_CHECKING:
         HostConfig,
         PluginsConfig,
         PluginSettings,
-        SandboxConfig,
         load_host_config,
     )
     from clawhost.config.plugin import PluginConfig, validate_plugin_config
+    from clawhost.config.sandbox import SandboxConfig
     from clawhost.core.messages import Message, Response
+    from clawhost.core.netrules import NetworkRule
     from clawhost.core.state import PluginState
     from clawhost.core.versions import VersionRequirement, parse_requirement
     from clawhost.discovery.cache import DiscoveryCache, invalidate_discovery_cache
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from clawhost.runtime.records import Failure, HealthReport, PluginRecord
     from clawhost.runtime.registry import ChannelRegistry, ProviderRegistry, ToolInfo, ToolRegistry
     from clawhost.runtime.tools import Tool, tool
-    from clawhost.sandbox.netrules import NetworkRule
     from clawhost.sandbox.permissions import (
         EffectivePermissions,
         SandboxScope,
@@ -156,7 +156,7 @@ _LAZY: dict[str, str] = {
     "HostContext": ".runtime.context",
     "Manifest": ".discovery.manifest",
     "Message": ".core.messages",
-    "NetworkRule": ".sandbox.netrules",
+    "NetworkRule": ".core.netrules",
     "Permissions": ".discovery.manifest",
     "Pipeline": ".runtime.events",
     "PipelineResult": ".runtime.events",
@@ -172,7 +172,7 @@ _LAZY: dict[str, str] = {
     "Registrations": ".runtime.context",
     "Resolution": ".resolution.resolve",
     "Response": ".core.messages",
-    "SandboxConfig": ".config.host",
+    "SandboxConfig": ".config.sandbox",
     "SandboxScope": ".sandbox.permissions",
     "SourceKind": ".discovery.discover",
     "Tool": ".runtime.tools",

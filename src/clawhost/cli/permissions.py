@@ -126,7 +126,7 @@ def environment_names(manifest: Manifest) -> list[str]:
 
 def _problem(permission: Permission) -> str | None:
     """Why ``permission`` can never be granted, whatever the config says."""
-    from clawhost.sandbox.netrules import NetworkRule
+    from clawhost.core.netrules import NetworkRule
 
     if permission.kind == "network":
         try:
@@ -302,8 +302,8 @@ def _select_one(
 
 
 def _network_covers(value: str, asked: Sequence[Permission], fail: Any) -> list[Permission]:
+    from clawhost.core.netrules import NetworkRule
     from clawhost.discovery.manifest import NETWORK_PATTERN
-    from clawhost.sandbox.netrules import NetworkRule
 
     try:
         rule = NetworkRule.parse(value)

@@ -16,32 +16,38 @@ import re
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     Strict,
     StringConstraints,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
+from clawhost.config.sandbox import (
+    BadHostPattern,
+    Isolation,
+    PathList,
+    PositiveInt,
+    SandboxConfig,
+    SandboxOverrides,
+    Seconds,
+    Section,
+)
 from clawhost.core.describe import kind_of, short_repr, toml_path
 from clawhost.core.interpolate import interpolate_tree
 from clawhost.core.toml import TomlSyntaxError
 from clawhost.core.toml import loads as toml_loads
 from clawhost.discovery.discover import DEFAULT_GROUP
-from clawhost.discovery.manifest import NETWORK_PATTERN, PLUGIN_NAME_PATTERN, PluginName
+from clawhost.discovery.manifest import PLUGIN_NAME_PATTERN, PluginName
 from clawhost.errors import ConfigError, Problem
 
 __all__ = [
     "RESERVED_PLUGINS_KEYS",
     "HostConfig",
+    "Isolation",
     "PluginSettings",
     "PluginsConfig",
     "SandboxConfig",
@@ -51,128 +57,10 @@ __all__ = [
 ]
 
 
-def _non_empty_path(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("an empty path")
-    return value
-
-
-def _absolute(value: Path, info: ValidationInfo) -> Path:
-    # The loader passes the config file's folder; a model built in code resolves against
-    # the working directory, as any relative path in Python would.
-    context = info.context if isinstance(info.context, dict) else {}
-    base = Path(context.get("base_dir") or Path.cwd())
-    # normpath, not resolve(): symlinks are the sandbox's business, and the path may not
-    # exist yet (a data directory created on first use).
-    return Path(os.path.normpath(base / value.expanduser()))
-
-
-class _BadHostPattern(ValueError):
-    """A ``net_allowed`` entry that is not a ``host:port`` pattern; says why."""
-
-
-def _host_pattern(value: str) -> str:
-    from clawhost.sandbox.netrules import NetworkRule
-
-    try:
-        NetworkRule.parse(value)
-    except ValueError as exc:
-        # The reason without the value: it may have come from a secret variable.
-        reason = str(exc).removeprefix(f"{value!r}: ").removeprefix(f"{value!r} ")
-        raise _BadHostPattern(reason) from None
-    if re.fullmatch(NETWORK_PATTERN, value) is None:
-        raise _BadHostPattern("a host may hold only letters, digits, '.' and '-'")
-    return value
-
-
-# TOML is typed, so the models are strict ("4" is not an integer); a few fields relax it
-# where the input is legitimately of another type (TOML arrays arrive as lists, paths as
-# strings).
-ConfigPath = Annotated[
-    Path, Strict(False), BeforeValidator(_non_empty_path), AfterValidator(_absolute)
-]
-PathList = Annotated[tuple[ConfigPath, ...], Strict(False)]
-HostList = Annotated[tuple[Annotated[str, AfterValidator(_host_pattern)], ...], Strict(False)]
-Seconds = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
 EntryPointGroup = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
-#: Where a plugin's code runs: in the host's process, or in a worker process of its own.
-Isolation = Literal["in-process", "process"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class SandboxConfig(_Section):
-    """The limits and grants of one plugin (``[plugins.sandbox]``, merged with overrides).
-
-    ``max_memory_mb`` is enforced only with ``isolation = "process"`` (``RLIMIT_AS`` on the
-    plugin's worker process); in-process, the host only warns when it is set.
-
-    ``max_cpu_time_secs`` is a CPU-time budget per call: ``RLIMIT_CPU`` on a worker process,
-    and in-process (where a call's CPU time cannot be measured) a wall-clock deadline.
-    ``max_wall_time_secs`` is the wall-clock deadline of every call; unset, it is
-    ``max_cpu_time_secs``. See ``call_deadline``.
-    """
-
-    max_memory_mb: PositiveInt | None = None
-    max_cpu_time_secs: Seconds = 30.0
-    max_wall_time_secs: Seconds | None = None
-    fs_allowed: PathList = ()
-    net_allowed: HostList = ()
-    allow_subprocess: bool = False
-    max_concurrency: PositiveInt = 4
-    isolation: Isolation = "in-process"
-    #: With ``isolation = "process"``: start a plugin whose worker died again, waiting
-    #: ``restart_backoff_secs`` (doubling up to ``restart_backoff_max_secs``) before each
-    #: try, at most ``max_restarts`` times in a row.
-    restart: bool = False
-    restart_backoff_secs: Seconds = 5.0
-    restart_backoff_max_secs: Seconds = 300.0
-    max_restarts: PositiveInt = 10
-
-    def call_deadline(self) -> float:
-        """The wall-clock deadline of one call into plugin code, in seconds.
-
-        In a worker process (``isolation = "process"``) CPU time is limited separately
-        (``RLIMIT_CPU``), so the deadline is ``max_wall_time_secs``, or
-        ``max_cpu_time_secs`` when that is unset. In-process a call's CPU time cannot be
-        measured, so the CPU budget is enforced as wall time too: the smaller of the two.
-        """
-        wall = self.max_wall_time_secs
-        if self.isolation == "process":
-            return wall if wall is not None else self.max_cpu_time_secs
-        return self.max_cpu_time_secs if wall is None else min(self.max_cpu_time_secs, wall)
-
-
-class SandboxOverrides(_Section):
-    """``[plugins.<name>.sandbox]``: only the keys given replace ``[plugins.sandbox]``.
-
-    A list given here replaces the default list; it does not extend it.
-    """
-
-    max_memory_mb: PositiveInt | None = None
-    max_cpu_time_secs: Seconds | None = None
-    max_wall_time_secs: Seconds | None = None
-    fs_allowed: PathList | None = None
-    net_allowed: HostList | None = None
-    allow_subprocess: bool | None = None
-    max_concurrency: PositiveInt | None = None
-    isolation: Isolation | None = None
-    restart: bool | None = None
-    restart_backoff_secs: Seconds | None = None
-    restart_backoff_max_secs: Seconds | None = None
-    max_restarts: PositiveInt | None = None
-
-    def apply_to(self, defaults: SandboxConfig) -> SandboxConfig:
-        """``defaults`` with every key given here replaced."""
-        given = {name: getattr(self, name) for name in self.model_fields_set}
-        update = {name: value for name, value in given.items() if value is not None}
-        return defaults.model_copy(update=update) if update else defaults
-
-
-class ChannelInstanceSettings(_Section):
+class ChannelInstanceSettings(Section):
     """``[plugins.<name>.channels.<instance>]``: one channel the host runs and supervises.
 
     ``channel`` names the factory (the plugin's ``register_channel_factory`` name; default:
@@ -188,7 +76,7 @@ class ChannelInstanceSettings(_Section):
     max_restarts: PositiveInt = 10
 
 
-class PluginSettings(_Section):
+class PluginSettings(Section):
     """``[plugins.<name>]``: whether the plugin runs, its raw config and sandbox overrides.
 
     ``config`` is validated later, against the plugin's manifest (``validate_plugin_config``).
@@ -217,7 +105,7 @@ class PluginSettings(_Section):
         return self
 
 
-class PluginsConfig(_Section):
+class PluginsConfig(Section):
     """The ``[plugins]`` table.
 
     In TOML, every sub-table of ``[plugins]`` other than ``[plugins.sandbox]`` configures
@@ -239,7 +127,7 @@ class PluginsConfig(_Section):
 RESERVED_PLUGINS_KEYS = frozenset(PluginsConfig.model_fields) - {"plugin_settings"}
 
 
-class HostConfig(_Section):
+class HostConfig(Section):
     """A whole host configuration: ``[plugins]``, the file it came from and its folder.
 
     ``HostConfig()`` is the configuration of a host without a file: every default.
@@ -479,7 +367,7 @@ def _problem_from_error(error: Mapping[str, Any], substituted: set[Loc]) -> Prob
     if kind == "string_pattern_mismatch":
         return Problem(field, f"{got}, which is not allowed here", _EXPECTED_BY_KEY.get(key))
     reason = error.get("ctx", {}).get("error")
-    if kind == "value_error" and isinstance(reason, _BadHostPattern):
+    if kind == "value_error" and isinstance(reason, BadHostPattern):
         joint = ", which" if str(reason).startswith("is ") else ":"
         return Problem(field, f"{got}{joint} {reason}", _HOST_PATTERN)
     if kind in ("greater_than", "greater_than_equal", "value_error"):

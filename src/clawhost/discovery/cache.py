@@ -42,7 +42,7 @@ from typing import Any
 import pydantic
 
 from clawhost._version import __version__
-from clawhost.discovery.discover import Diagnostic, DiscoveredPlugin, DiscoveryResult
+from clawhost.discovery.discovered import Diagnostic, DiscoveredPlugin, DiscoveryResult
 from clawhost.discovery.entrypoints import ScanStamps
 
 __all__ = ["DiscoveryCache", "cache_disabled_by_environment", "invalidate_discovery_cache"]

@@ -19,8 +19,8 @@ from clawhost.errors import ContextClosed, UndeclaredCapability, UndeclaredSurfa
 from clawhost.runtime.events import EventBus, OnError, Pipeline
 from clawhost.runtime.guard import DirectGuard, Guard
 from clawhost.runtime.registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
+from clawhost.runtime.routes import HttpRoutes
 from clawhost.runtime.tools import Tool
-from clawhost.surfaces.http import HttpRoutes
 
 if TYPE_CHECKING:
     from clawhost.discovery.manifest import Capabilities, Manifest

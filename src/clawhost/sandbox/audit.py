@@ -23,10 +23,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
+from clawhost.core.netrules import IPAddress, parse_host
 from clawhost.errors import PermissionDenied
-from clawhost.sandbox.netrules import IPAddress, parse_host
-from clawhost.sandbox.permissions import _CURRENT, SandboxScope, resolve_path
 from clawhost.sandbox.propagate import patch_resolvers, patch_threads
+from clawhost.sandbox.scope import _CURRENT, SandboxScope, resolve_path, set_hook_installer
 
 __all__ = ["audit_hook_installed", "install_audit_hook"]
 
@@ -375,3 +375,6 @@ def install_audit_hook() -> None:
 def audit_hook_installed() -> bool:
     """Whether ``install_audit_hook`` has run in this process."""
     return _installed
+
+
+set_hook_installer(install_audit_hook)

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from clawhost.sandbox.netrules import IPAddress, parse_host, parse_ip
-from clawhost.sandbox.permissions import _CURRENT
+from clawhost.core.netrules import IPAddress, parse_host, parse_ip
+from clawhost.sandbox.scope import _CURRENT
 
 __all__ = ["patch_resolvers", "patch_threads"]
 

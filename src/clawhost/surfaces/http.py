@@ -30,31 +30,46 @@ plugin's prefix (a mount is named by its plugin, whose name cannot hold a slash)
 
 A plugin app that raises, or returns without starting a response, gets a 500 JSON answer
 in its place (logged under ``clawhost.http``); one that fails after starting its response
-is only logged. Either way the gateway goes on serving. ``lifespan`` events are answered
-here and never forwarded to plugin apps.
+is only logged. Each request has the plugin's per-call deadline, as a tool call does
+(``record.timeout``: ``max_wall_time_secs`` and ``max_cpu_time_secs``, see
+``SandboxConfig.call_deadline``); at the deadline the app is cancelled and, if it had not
+started its response, the client gets a 504 JSON answer naming the plugin, else the
+response is cut off (the server closes it). Either way the gateway goes on serving.
+``lifespan`` events are answered here and never forwarded to plugin apps.
 
-``serve(app)`` runs the application under uvicorn (``pip install clawhost[cli]``).
+``serve(app)`` runs the application under uvicorn (``pip install clawhost[cli]``). The
+routes table is ``clawhost.runtime.routes``, the status page ``clawhost.surfaces.statuspage``
+and the path checks ``clawhost.surfaces.paths``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import html
 import json
 import logging
-import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from clawhost._version import __version__
-from clawhost.sandbox.permissions import sandbox_scope
+from clawhost.errors import PluginTimeout
+from clawhost.runtime.routes import (
+    PLUGIN_NAME,
+    PREFIX,
+    ASGIApp,
+    HttpRoutes,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+from clawhost.sandbox.limits import call_plugin
+from clawhost.surfaces.paths import path_problem, strip_root, strip_root_raw
+from clawhost.surfaces.statuspage import CONTENT_SECURITY_POLICY, render_page
 
 if TYPE_CHECKING:
-    from clawhost.host.host import PluginHost
-    from clawhost.runtime.records import PluginRecord
+    from clawhost.runtime.records import HealthReport, PluginRecord
+    from clawhost.runtime.registry import AdminRegistry
 
 __all__ = [
     "ASGIApp",
@@ -68,60 +83,25 @@ __all__ = [
 
 logger = logging.getLogger("clawhost.http")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-#: An ASGI 3 application: ``async def app(scope, receive, send)``.
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: What a plugin name looks like (the manifest's rule); nothing else can be mounted.
-PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-PREFIX = "/plugins/"
+class ServedHost(Protocol):
+    """What the gateway app needs of its host (a ``PluginHost`` is one)."""
+
+    @property
+    def plugins(self) -> Mapping[str, PluginRecord]: ...
+
+    @property
+    def admin(self) -> AdminRegistry: ...
+
+    async def health(self) -> dict[str, HealthReport]: ...
+
+    async def health_check(self, name: str, *, limit: float = ...) -> HealthReport: ...
+
+
 #: Admin commands, when the gateway has an admin token: ``POST /admin/<namespace.method>``.
 ADMIN_PREFIX = "/admin/"
-#: Seconds between two refreshes of the status page.
-REFRESH_SECS = 2
 
 _METHODS = ("GET", "HEAD")
-_ENCODED = re.compile(rb"%(2f|5c|2e)", re.IGNORECASE)
-_ENCODED_NAMES = {b"2f": "slash", b"5c": "backslash", b"2e": "dot"}
-
-
-class HttpRoutes:
-    """The plugins' HTTP apps: at most one per plugin, served under ``/plugins/<name>/``."""
-
-    def __init__(self) -> None:
-        self._apps: dict[str, ASGIApp] = {}
-
-    def mount(self, owner: str, app: ASGIApp) -> None:
-        """Serve ``app`` under ``/plugins/<owner>/``.
-
-        ``ValueError`` if ``owner`` is not a plugin name or already has an app mounted;
-        ``TypeError`` if ``app`` is not callable.
-        """
-        if not isinstance(owner, str) or not PLUGIN_NAME.fullmatch(owner):
-            raise ValueError(
-                f"cannot mount an HTTP app for {owner!r}: not a plugin name "
-                "(lowercase letters, digits, '-' and '_', starting with a letter or digit)"
-            )
-        if not callable(app):
-            raise TypeError(f"the HTTP app of plugin {owner!r} is not an ASGI callable: {app!r}")
-        if owner in self._apps:
-            raise ValueError(f"plugin {owner!r} already has an HTTP app at {PREFIX}{owner}/")
-        self._apps[owner] = app
-
-    def remove_owner(self, owner: str) -> tuple[str, ...]:
-        """Unmount ``owner``'s app, if it has one; the prefix it was served at, if any."""
-        return (f"{PREFIX}{owner}/",) if self._apps.pop(owner, None) is not None else ()
-
-    def get(self, owner: str) -> ASGIApp | None:
-        """``owner``'s app, or ``None``."""
-        return self._apps.get(owner)
-
-    def owners(self) -> list[str]:
-        """The plugins with an app mounted, sorted."""
-        return sorted(self._apps)
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -164,45 +144,6 @@ async def _json(
     await _respond(send, status, body, b"application/json", head=head, headers=headers)
 
 
-# -- path safety -------------------------------------------------------------------------------
-
-
-def path_problem(path: str, raw_path: bytes | None) -> str | None:
-    """Why a request path is refused before routing, or ``None`` when it is acceptable."""
-    if not path.startswith("/"):
-        return "the path must start with '/'"
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in path):
-        return "control character in the path"
-    if "\\" in path:
-        return "backslash in the path"
-    if "//" in path:
-        return "empty segment ('//') in the path"
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return "'.' or '..' segment in the path"
-    if raw_path is not None:
-        encoded = _ENCODED.search(raw_path)
-        if encoded is not None:
-            what = _ENCODED_NAMES[encoded.group(1).lower()]
-            return f"percent-encoded {what} ({encoded.group().decode('ascii')}) in the path"
-        if any(byte < 0x20 or byte == 0x7F for byte in raw_path) or b"\\" in raw_path:
-            return "control character or backslash in the raw path"
-    return None
-
-
-def _strip_root(path: str, root: str) -> str:
-    """``path`` without the server's ``root_path``, when it starts with it (uvicorn's way)."""
-    if root and (path == root or path.startswith(root + "/")):
-        return path[len(root) :] or "/"
-    return path
-
-
-def _strip_root_raw(raw: bytes, root: str) -> bytes:
-    encoded = root.encode("utf-8")
-    if encoded and (raw == encoded or raw.startswith(encoded + b"/")):
-        return raw[len(encoded) :] or b"/"
-    return raw
-
-
 # -- the application ---------------------------------------------------------------------------
 
 
@@ -220,7 +161,7 @@ class GatewayApp:
 
     def __init__(
         self,
-        host: PluginHost,
+        host: ServedHost,
         routes: HttpRoutes,
         *,
         channel_status: Callable[[], list[dict[str, Any]]] | None = None,
@@ -289,7 +230,7 @@ class GatewayApp:
             await _json(send, 400, {"error": f"refused: {problem}"}, head=head)
             return
         root: str = scope.get("root_path") or ""
-        route = _strip_root(path, root)
+        route = strip_root(path, root)
         if route.startswith(PREFIX):
             await self._plugin(scope, receive, send, route, root)
             return
@@ -433,7 +374,7 @@ class GatewayApp:
         child["path"] = f"{root}{PREFIX}{name}/{rest}"
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None:
-            raw_route = _strip_root_raw(raw_path, root)
+            raw_route = strip_root_raw(raw_path, root)
             if raw_route.count(b"/") != route.count("/"):
                 error = "refused: raw_path does not match path"
                 await _json(send, 400, {"error": error}, head=head)
@@ -446,8 +387,10 @@ class GatewayApp:
         self, record: PluginRecord, app: ASGIApp, scope: Scope, receive: Receive, send: Send
     ) -> None:
         name = record.name
-        head = scope["method"] == "HEAD"
+        method, path = scope["method"], scope["path"]
+        head = method == "HEAD"
         started = False
+        operation = f"HTTP {method} {path}"
 
         async def watched_send(message: Message) -> None:
             nonlocal started
@@ -457,18 +400,38 @@ class GatewayApp:
 
         record.gate.enter()
         try:
-            with sandbox_scope(record.scope):
-                await app(scope, receive, watched_send)
-        except Exception as exc:
-            logger.exception(
-                "the HTTP app of plugin %r failed on %s %s",
+            # As a tool call: in the plugin's sandbox scope, under its per-call deadline
+            # (record.timeout, from max_wall_time_secs and max_cpu_time_secs).
+            await call_plugin(
+                app,
+                scope,
+                receive,
+                watched_send,
+                plugin=name,
+                operation=operation,
+                timeout=record.timeout,
+                scope=record.scope,
+                sync_in_thread=False,
+            )
+        except PluginTimeout as exc:
+            if exc.plugin != name or exc.operation != operation:  # a call it made timed out
+                await self._failed(name, scope, send, exc, started)
+                return
+            logger.warning(
+                "the HTTP app of plugin %r did not finish %s %s within its limit of %gs; %s",
                 name,
-                scope["method"],
-                scope["path"],
+                method,
+                path,
+                exc.limit,
+                "the response is aborted" if started else "answered 504",
             )
             if not started:
-                error = f"the HTTP app of plugin {name!r} failed ({type(exc).__name__})"
-                await _json(send, 500, {"error": error, "plugin": name}, head=head)
+                error = f"the HTTP app of plugin {name!r} did not answer within {exc.limit:g}s"
+                payload = {"error": error, "plugin": name, "limit": exc.limit}
+                await _json(send, 504, payload, head=head)
+            return
+        except Exception as exc:
+            await self._failed(name, scope, send, exc, started)
             return
         finally:
             record.gate.exit()
@@ -476,10 +439,26 @@ class GatewayApp:
             logger.error(
                 "the HTTP app of plugin %r returned without a response to %s %s",
                 name,
-                scope["method"],
-                scope["path"],
+                method,
+                path,
             )
             error = f"the HTTP app of plugin {name!r} returned without a response"
+            await _json(send, 500, {"error": error, "plugin": name}, head=head)
+
+    async def _failed(
+        self, name: str, scope: Scope, send: Send, exc: Exception, started: bool
+    ) -> None:
+        """A plugin app raised: logged, and a 500 unless it had started its response."""
+        logger.exception(
+            "the HTTP app of plugin %r failed on %s %s",
+            name,
+            scope["method"],
+            scope["path"],
+            exc_info=exc,
+        )
+        if not started:
+            error = f"the HTTP app of plugin {name!r} failed ({type(exc).__name__})"
+            head = scope["method"] == "HEAD"
             await _json(send, 500, {"error": error, "plugin": name}, head=head)
 
 
@@ -503,214 +482,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-# -- the status page ---------------------------------------------------------------------------
-
-PLUGIN_COLUMNS = ("name", "version", "state", "failure", "restarts")
-CHANNEL_COLUMNS = ("plugin", "channel", "instance", "state", "last_error", "restarts", "since")
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
-table { border-collapse: collapse; margin-bottom: 2rem; min-width: 40rem; }
-th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; }
-th { background: #f2f2f2; }
-td.state { font-weight: bold; }
-tr.empty td { color: #777; font-style: italic; }
-#updated { color: #777; }
-"""
-
-# Static, so that the Content-Security-Policy can name it by its hash. Data reaches it only
-# through /status.json and data- attributes, and reaches the page only as text.
-_SCRIPT = """
-(function () {
-  "use strict";
-  var url = document.body.getAttribute("data-status-url");
-  var every = Number(document.body.getAttribute("data-refresh-ms")) || 2000;
-  var updated = document.getElementById("updated");
-  function text(value) {
-    return value === null || value === undefined ? "" : String(value);
-  }
-  var plugins = {
-    name: function (p) { return p.name; },
-    version: function (p) { return p.version; },
-    state: function (p) { return p.state; },
-    failure: function (p) {
-      return p.failure ? p.failure.stage + ": " + p.failure.reason : "";
-    },
-    restarts: function (p) { return p.restarts; }
-  };
-  var channels = {};
-  ["plugin", "channel", "instance", "state", "last_error", "restarts", "since"].forEach(
-    function (key) { channels[key] = function (c) { return c[key]; }; }
-  );
-  function fill(table, rows, columns, keyAttribute, key, emptyText) {
-    var body = document.createElement("tbody");
-    var names = Object.keys(columns);
-    rows.forEach(function (item) {
-      var tr = document.createElement("tr");
-      tr.setAttribute(keyAttribute, text(key(item)));
-      names.forEach(function (column) {
-        var td = document.createElement("td");
-        td.className = column;
-        td.textContent = text(columns[column](item));
-        tr.appendChild(td);
-      });
-      body.appendChild(tr);
-    });
-    if (!rows.length) {
-      var tr = document.createElement("tr");
-      var td = document.createElement("td");
-      tr.className = "empty";
-      td.colSpan = names.length;
-      td.textContent = emptyText;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
-    table.replaceChild(body, table.tBodies[0]);
-    table.setAttribute("data-rendered", "live");
-  }
-  function channelKey(c) {
-    return [c.plugin, c.channel, c.instance].map(text).join("/");
-  }
-  function refresh() {
-    return fetch(url, { cache: "no-store", headers: { accept: "application/json" } })
-      .then(function (response) {
-        if (!response.ok) { throw new Error("HTTP " + response.status); }
-        return response.json();
-      })
-      .then(function (status) {
-        fill(document.getElementById("plugins"), status.plugins, plugins,
-             "data-plugin", function (p) { return p.name; }, "No plugins.");
-        fill(document.getElementById("channels"), status.channels, channels,
-             "data-channel", channelKey, "No channels.");
-        updated.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
-      })
-      .catch(function (error) {
-        updated.textContent = "Could not refresh: " + error.message;
-      });
-  }
-  function loop() {
-    refresh().then(function () { setTimeout(loop, every); });
-  }
-  loop();
-})();
-"""
-
-
-def _source_hash(source: str) -> str:
-    digest = hashlib.sha256(source.encode("utf-8")).digest()
-    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
-
-
-#: The status page loads nothing from elsewhere and runs no script but its own.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; "
-    f"script-src {_source_hash(_SCRIPT)}; "
-    f"style-src {_source_hash(_STYLE)}; "
-    "connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else html.escape(str(value))
-
-
-def _rows(
-    items: list[dict[str, Any]],
-    columns: tuple[str, ...],
-    key_attribute: str,
-    key: Callable[[dict[str, Any]], str],
-    *,
-    empty: str,
-    values: Callable[[dict[str, Any], str], Any],
-) -> str:
-    if not items:
-        return f'<tr class="empty"><td colspan="{len(columns)}">{empty}</td></tr>'
-    lines = []
-    for item in items:
-        cells = "".join(
-            f'<td class="{column}">{_cell(values(item, column))}</td>' for column in columns
-        )
-        lines.append(f'<tr {key_attribute}="{html.escape(key(item))}">{cells}</tr>')
-    return "\n".join(lines)
-
-
-def _plugin_value(row: dict[str, Any], column: str) -> Any:
-    if column == "failure":
-        failure = row.get("failure")
-        return f"{failure['stage']}: {failure['reason']}" if failure else None
-    return row.get(column)
-
-
-def _channel_key(row: dict[str, Any]) -> str:
-    return "/".join(
-        "" if row.get(part) is None else str(row.get(part))
-        for part in ("plugin", "channel", "instance")
-    )
-
-
-def render_page(status: dict[str, Any], *, status_url: str = "/status.json") -> str:
-    """The status page for ``status`` (what ``GatewayApp.status()`` returns).
-
-    Rendered complete by the server, so it reads without JavaScript; its script then
-    fetches ``status_url`` every ``REFRESH_SECS`` and re-renders both tables, setting their
-    ``data-rendered`` attribute from ``"server"`` to ``"live"``.
-    """
-    plugin_rows = _rows(
-        status["plugins"],
-        PLUGIN_COLUMNS,
-        "data-plugin",
-        lambda row: str(row["name"]),
-        empty="No plugins.",
-        values=_plugin_value,
-    )
-    channel_rows = _rows(
-        status["channels"],
-        CHANNEL_COLUMNS,
-        "data-channel",
-        _channel_key,
-        empty="No channels.",
-        values=lambda row, column: row.get(column),
-    )
-    plugin_heads = "".join(
-        f"<th>{label}</th>" for label in ("Plugin", "Version", "State", "Failure", "Restarts")
-    )
-    channel_heads = "".join(
-        f"<th>{label}</th>"
-        for label in ("Plugin", "Channel", "Instance", "State", "Last error", "Restarts", "Since")
-    )
-    version = html.escape(str(status["host"]["version"]))
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>clawhost status</title>
-<style>{_STYLE}</style>
-</head>
-<body data-status-url="{html.escape(status_url)}" data-refresh-ms="{REFRESH_SECS * 1000}">
-<h1>clawhost <span id="version">{version}</span></h1>
-<p id="updated">Rendered by the server.</p>
-<h2>Plugins</h2>
-<table id="plugins" data-rendered="server">
-<thead><tr>{plugin_heads}</tr></thead>
-<tbody>
-{plugin_rows}
-</tbody>
-</table>
-<h2>Channels</h2>
-<table id="channels" data-rendered="server">
-<thead><tr>{channel_heads}</tr></thead>
-<tbody>
-{channel_rows}
-</tbody>
-</table>
-<script>{_SCRIPT}</script>
-</body>
-</html>
-"""
 
 
 # -- serving -----------------------------------------------------------------------------------

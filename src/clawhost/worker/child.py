@@ -50,6 +50,7 @@ import anyio
 
 from clawhost.config.plugin import PluginConfig
 from clawhost.core.messages import Message, Response
+from clawhost.core.netrules import NetworkRule
 from clawhost.discovery.discover import DiscoveredPlugin, PluginSource
 from clawhost.discovery.manifest import Manifest
 from clawhost.hookspecs import EVENT_HOOKS
@@ -57,7 +58,6 @@ from clawhost.runtime.context import HostContext
 from clawhost.runtime.events import EVENT_PAYLOADS
 from clawhost.runtime.loader import Implementation, import_plugin, new_plugin_manager, register
 from clawhost.sandbox.limits import call_plugin
-from clawhost.sandbox.netrules import NetworkRule
 from clawhost.sandbox.permissions import EffectivePermissions, SandboxScope
 from clawhost.worker.childcontext import HostProvider, HostTools, WorkerContext
 from clawhost.worker.childlimits import CpuLimit, apply_limits, die_with_host
