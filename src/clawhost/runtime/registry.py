@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from clawhost.core import telemetry as _telemetry
 from clawhost.errors import (
+    ClawhostError,
     NotRegistered,
     RegistrationConflict,
     ToolArgumentsInvalid,
@@ -211,21 +214,38 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         """Every registered tool in one function-calling shape (OpenAI, Anthropic or MCP)."""
         return [tool.schema(shape) for _, (_, tool) in sorted(self._entries.items())]
 
-    def _current_function(self, name: str) -> Callable[..., Any] | None:
+    def _current_call(self, name: str, run: _Run) -> Callable[..., Any] | None:
+        # After a reload: the same call (arguments, jsonable) on the tool registered now.
         entry = self._entries.get(name)
-        return entry[1].function if entry else None
+        return run.retarget(entry[1]) if entry else None
 
     async def invoke(
         self, name: str, arguments: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> Any:
         """Validate the arguments, call the tool under its plugin's limits, return the result.
 
-        Raises ``ToolNotFound``, ``ToolArgumentsInvalid`` (every problem listed),
+        The arguments are validated inside the plugin's sandbox scope and deadline, like
+        the call itself: a validator the plugin defined is plugin code. Raises
+        ``ToolNotFound``, ``ToolArgumentsInvalid`` (every problem listed),
         ``PluginTimeout`` when the call overruns its limit, or ``ToolFailed`` (with the
         tool's own exception as ``__cause__``).
         """
         if kwargs:
             arguments = {**(arguments or {}), **kwargs}
+        return await self._invoke(name, arguments, jsonable=False)
+
+    async def invoke_jsonable(
+        self, name: str, arguments: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Any:
+        """``invoke``, with the result converted to JSON data (pydantic's
+        ``to_jsonable_python``, ``repr`` for what it cannot convert) inside the plugin's
+        sandbox scope and deadline, since serializers the plugin defined are plugin code.
+        A result that cannot be converted at all comes back as its ``repr``."""
+        if kwargs:
+            arguments = {**(arguments or {}), **kwargs}
+        return await self._invoke(name, arguments, jsonable=True)
+
+    async def _invoke(self, name: str, arguments: Mapping[str, Any] | None, jsonable: bool) -> Any:
         guard = self._guard()
         owner = self.declared_owner(name)
         if owner is None:
@@ -237,25 +257,39 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         if entry is None:
             raise ToolNotFound(name, tuple(sorted(self._entries)))
         owner, tool = entry
-        values = tool.validate(arguments)
+        run = _Run(tool, arguments, jsonable)
         span = _telemetry.span("clawhost.tool", {"clawhost.plugin": owner, "clawhost.tool": name})
         started = time.perf_counter()
         error: BaseException | None = None
         result: Any = None
         with span:
             try:
-                result = await guard.call(
-                    owner,
-                    tool.function,
-                    operation=f"tool {name}",
-                    inline=not tool.thread,
-                    current=functools.partial(self._current_function, name),
-                    **values,
-                )
+                operation = f"tool {name}"
+                current = functools.partial(self._current_call, name, run)
+                try:  # the arguments as given, for call monitors to see (``_Run`` ignores them)
+                    call = guard.call(
+                        owner,
+                        run.target,
+                        operation=operation,
+                        inline=not tool.thread,
+                        current=current,
+                        **(arguments or {}),
+                    )
+                except TypeError:  # not a mapping of names, or one clashes with the guard's own
+                    call = guard.call(
+                        owner,
+                        run.target,
+                        operation=operation,
+                        inline=not tool.thread,
+                        current=current,
+                    )
+                result = await call
             except TimeoutError as exc:  # PluginTimeout: clear as it is
                 error = exc
                 raise
             except ToolArgumentsInvalid as exc:
+                if run.values is None and exc.tool == name:
+                    raise  # the arguments are invalid: nothing was called, nothing to record
                 error = exc
                 if exc.tool == name:  # validated where it runs: a worker process (_isolation)
                     raise
@@ -264,15 +298,84 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
                 error = exc
                 raise ToolFailed(name, owner, f"{type(exc).__name__}: {exc}") from exc
             finally:
-                duration = time.perf_counter() - started
-                _telemetry.record_tool_call(owner, name, duration, error)
-                if self._events is not None and self._events.has_handlers("on_tool_called"):
-                    await self._events.dispatch(
-                        "on_tool_called",
-                        tool=name,
-                        arguments=dict(values),
-                        result=result,
-                        error=error,
-                        duration=duration,
-                    )
+                if error is not None or run.values is not None:
+                    duration = time.perf_counter() - started
+                    _telemetry.record_tool_call(owner, name, duration, error)
+                    if self._events is not None and self._events.has_handlers("on_tool_called"):
+                        await self._events.dispatch(
+                            "on_tool_called",
+                            tool=name,
+                            arguments=dict(
+                                run.values if run.values is not None else run.arguments or {}
+                            ),
+                            result=run.result,
+                            error=error,
+                            duration=duration,
+                        )
         return result
+
+
+class _Run:
+    """One tool call as plugin code: validate the arguments, call, convert the result.
+
+    ``target`` is what the guard runs under the plugin's scope and deadline (a coroutine
+    function for an async tool, so validation runs in its first step, under the
+    watchdog; a plain function otherwise, run in a worker thread or inline). ``values``
+    (the validated arguments) and ``result`` (what the tool returned) are kept for
+    ``on_tool_called``.
+    """
+
+    __slots__ = ("arguments", "jsonable", "result", "target", "tool", "values")
+
+    def __init__(self, tool: Tool[Any], arguments: Mapping[str, Any] | None, jsonable: bool):
+        self.arguments = arguments
+        self.jsonable = jsonable
+        self.values: dict[str, Any] | None = None
+        self.result: Any = None
+        self.tool = tool
+        self.target: Callable[..., Any] = self._run_async if tool.is_async else self._run
+
+    def retarget(self, tool: Tool[Any]) -> Callable[..., Any]:
+        self.tool = tool
+        self.target = self._run_async if tool.is_async else self._run
+        return self.target
+
+    def _run(self, **_given: Any) -> Any:
+        tool = self.tool
+        self.values = values = tool.validate(self.arguments)
+        result = tool.function(**values)
+        if _is_awaitable(result):  # a sync function that returned an awaitable
+            return self._finish_later(result)
+        self.result = result
+        return _to_jsonable(result) if self.jsonable else result
+
+    async def _finish_later(self, awaitable: Any) -> Any:
+        self.result = result = await awaitable
+        return _to_jsonable(result) if self.jsonable else result
+
+    async def _run_async(self, **_given: Any) -> Any:
+        tool = self.tool
+        self.values = values = tool.validate(self.arguments)
+        self.result = result = await tool.function(**values)
+        return _to_jsonable(result) if self.jsonable else result
+
+
+def _is_awaitable(value: object) -> bool:
+    # As in the guard: the type's __await__ answers for all but generator-based coroutines.
+    return hasattr(type(value), "__await__") or (
+        isinstance(value, GeneratorType) and inspect.isawaitable(value)
+    )
+
+
+def _to_jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(value, fallback=repr)
+    except (TypeError, ValueError) as exc:  # e.g. bytes that are not UTF-8
+        cause = exc.__cause__  # what a serializer raised: pydantic wraps even BaseExceptions
+        if isinstance(cause, ClawhostError) or (cause and not isinstance(cause, Exception)):
+            raise cause from None  # the sandbox or the deadline stopped it: that stands
+        return repr(value)

@@ -166,9 +166,9 @@ class McpBridge:
     async def call(
         self, name: str, arguments: Mapping[str, Any] | None = None
     ) -> mcp_types.CallToolResult:
-        """Call a tool through ``host.tools.invoke``: its result, or an error result."""
+        """Call a tool through ``host.tools.invoke_jsonable``: its result, or an error result."""
         try:
-            result = await self.host.tools.invoke(name, dict(arguments or {}))
+            result = await self.host.tools.invoke_jsonable(name, dict(arguments or {}))
         except Exception as exc:  # ToolFailed, ToolArgumentsInvalid, PluginTimeout, ...
             text = str(exc)  # clawhost's errors name the tool, plugin or field themselves
             if not isinstance(exc, ClawhostError):  # Withdrawn (gone after a reload), ...
