@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
+
 from clawhost.core import telemetry as _telemetry
 from clawhost.errors import (
     NotRegistered,
+    PluginTimeout,
     RegistrationConflict,
     ToolArgumentsInvalid,
     ToolFailed,
@@ -221,9 +224,23 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         """Validate the arguments, call the tool under its plugin's limits, return the result.
 
         Raises ``ToolNotFound``, ``ToolArgumentsInvalid`` (every problem listed),
-        ``PluginTimeout`` when the call overruns its limit, or ``ToolFailed`` (with the
-        tool's own exception as ``__cause__``).
+        ``PluginTimeout`` when the call overruns its limit or the host's overall deadline
+        (``[plugins] call_timeout_secs``: lazy activation, a reload, the wait for a slot
+        and the call itself), or ``ToolFailed`` (with the tool's own exception as
+        ``__cause__``).
         """
+        limit: float | None = getattr(self._guard(), "call_timeout", None)
+        if limit is None:
+            return await self._invoke(name, arguments, kwargs)
+        with anyio.move_on_after(limit) as scope:
+            return await self._invoke(name, arguments, kwargs)
+        owner = self.declared_owner(name) or "?"
+        operation = f"tool {name} ([plugins] call_timeout_secs)"
+        raise PluginTimeout(owner, operation, limit, interrupted=scope.cancelled_caught)
+
+    async def _invoke(
+        self, name: str, arguments: Mapping[str, Any] | None, kwargs: dict[str, Any]
+    ) -> Any:
         if kwargs:
             arguments = {**(arguments or {}), **kwargs}
         guard = self._guard()
