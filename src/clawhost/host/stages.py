@@ -103,6 +103,7 @@ class HostStages:
         self.drain_timeout = drain_timeout
         self._records: dict[str, PluginRecord] = {}
         self._guard = HostGuard(self._records, self._ensure_active)
+        self._guard.call_timeout = settings.call_timeout_secs
         self._context = context if context is not None else HostContext()
         self._context._guard = self._guard
         self._manager = new_plugin_manager()

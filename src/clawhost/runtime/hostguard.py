@@ -129,6 +129,9 @@ class HostGuard:
         self.reloading: set[str] = set()
         #: Call monitors (``PluginHost.add_call_monitor``); empty means no overhead.
         self.monitors: list[CallMonitor] = []
+        #: The overall deadline of one tool call as its caller sees it
+        #: (``[plugins] call_timeout_secs``); ``None``: only the per-call limits.
+        self.call_timeout: float | None = None
 
     async def call(
         self,

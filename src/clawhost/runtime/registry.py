@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
+
 from clawhost.core import telemetry as _telemetry
 from clawhost.errors import (
     ClawhostError,
     NotRegistered,
+    PluginTimeout,
     RegistrationConflict,
     ToolArgumentsInvalid,
     ToolFailed,
@@ -227,12 +230,14 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         The arguments are validated inside the plugin's sandbox scope and deadline, like
         the call itself: a validator the plugin defined is plugin code. Raises
         ``ToolNotFound``, ``ToolArgumentsInvalid`` (every problem listed),
-        ``PluginTimeout`` when the call overruns its limit, or ``ToolFailed`` (with the
-        tool's own exception as ``__cause__``).
+        ``PluginTimeout`` when the call overruns its limit or the host's overall deadline
+        (``[plugins] call_timeout_secs``: lazy activation, a reload, the wait for a slot
+        and the call itself), or ``ToolFailed`` (with the tool's own exception as
+        ``__cause__``).
         """
         if kwargs:
             arguments = {**(arguments or {}), **kwargs}
-        return await self._invoke(name, arguments, jsonable=False)
+        return await self._within_call_timeout(name, arguments, jsonable=False)
 
     async def invoke_jsonable(
         self, name: str, arguments: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -243,7 +248,20 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
         A result that cannot be converted at all comes back as its ``repr``."""
         if kwargs:
             arguments = {**(arguments or {}), **kwargs}
-        return await self._invoke(name, arguments, jsonable=True)
+        return await self._within_call_timeout(name, arguments, jsonable=True)
+
+    async def _within_call_timeout(
+        self, name: str, arguments: Mapping[str, Any] | None, *, jsonable: bool
+    ) -> Any:
+        """``_invoke`` under the host's overall deadline (``[plugins] call_timeout_secs``)."""
+        limit: float | None = getattr(self._guard(), "call_timeout", None)
+        if limit is None:
+            return await self._invoke(name, arguments, jsonable)
+        with anyio.move_on_after(limit) as scope:
+            return await self._invoke(name, arguments, jsonable)
+        owner = self.declared_owner(name) or "?"
+        operation = f"tool {name} ([plugins] call_timeout_secs)"
+        raise PluginTimeout(owner, operation, limit, interrupted=scope.cancelled_caught)
 
     async def _invoke(self, name: str, arguments: Mapping[str, Any] | None, jsonable: bool) -> Any:
         guard = self._guard()
