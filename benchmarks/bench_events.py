@@ -1,10 +1,11 @@
 """Case 5: event dispatch to 1/10/100 handlers, and the overhead of ``tools.invoke``.
 
 Dispatch is compared, in the same process, with a plain loop calling the same handler
-functions and with pluggy's own hook call over the same implementations. Every handler
-runs under its plugin's guard (sandbox scope, deadline, reload gate), which costs a fixed
-amount per handler; so two handler bodies are measured: a trivial one (appending to a
-list) and one doing about a microsecond of work.
+functions and catching each one's exception (the floor of an isolated broadcast), and with
+pluggy's own hook call over the same implementations. Every handler runs in its plugin's
+sandbox scope and under its deadline, which costs a fixed amount per handler; so two
+handler bodies are measured: a trivial one (appending to a list) and one doing about a
+microsecond of work.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ async def main():
         message = Message("hello world")
         handlers = [handler[1] for handler in host.events._handlers["on_message_received"]]
         relay = manager.hook.on_message_received
-        async def plain():
+        async def plain():  # the floor of an isolated broadcast: each handler's error caught
             for handler in handlers:
-                handler(message)
+                try:
+                    handler(message)
+                except Exception as exc:
+                    sink.append(exc)
         async def with_pluggy():
             relay(message=message)
         async def with_clawhost():
@@ -149,9 +153,21 @@ def run(sizes: Sequence[int], repeats: int) -> list[Row]:
                     ours / 1e3,
                     "plain loop",
                     ratio,
-                    target="<= 2x",
-                    met=ratio <= 2,
+                    target="<= 1.5x",
+                    met=ratio <= 1.5,
                     note=f"{(ours - plain) / n:.2f} us of guard per handler",
+                )
+            )
+            rows.append(
+                Row(
+                    "events",
+                    n,
+                    f"clawhost dispatch vs pluggy ({body})",
+                    ours / 1e3,
+                    "pluggy hook call",
+                    ours / pluggy_us,
+                    target="< 1x",
+                    met=ours < pluggy_us,
                 )
             )
     sample = measure({"invoke": INVOKE.format()}, repeats)["invoke"]

@@ -25,7 +25,18 @@ from typing import Any
 
 from clawhost._version import __version__
 
-__all__ = ["record_dispatch", "record_lifecycle", "record_tool_call", "span"]
+__all__ = [
+    "METERING",
+    "TRACING",
+    "observing",
+    "record_dispatch",
+    "record_lifecycle",
+    "record_tool_call",
+    "span",
+]
+
+#: ``observing()`` flags: a real meter provider is set; a real tracer provider is set.
+METERING, TRACING = 1, 2
 
 _NOOP: AbstractContextManager[Any] = contextlib.nullcontext()
 _RECHECK_SECS = 1.0
@@ -86,6 +97,17 @@ def refresh_now() -> None:
     """Re-check the providers immediately (tests, or right after configuring an SDK)."""
     _State.checked_at = -1e9
     _refresh()
+
+
+def observing(now: float) -> int:
+    """What is recorded now: ``METERING`` and ``TRACING`` flags, ``0`` for nothing. Hot
+    paths ask this once (passing ``time.monotonic()``, which they need anyway) and skip
+    their span and metrics when nothing would see them."""
+    if now - _State.checked_at >= _RECHECK_SECS:
+        _refresh()
+    return (METERING if _State.instruments is not None else 0) | (
+        TRACING if _State.tracer is not None else 0
+    )
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:

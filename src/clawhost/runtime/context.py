@@ -79,7 +79,7 @@ class HostContext:
         self.tools = ToolRegistry(current_guard, self.events)
         self.channels = ChannelRegistry(current_guard)
         self.pipeline = Pipeline(current_guard)
-        self.providers = ProviderRegistry()
+        self.providers = ProviderRegistry(current_guard)
         #: Admin commands, ``namespace.method`` (``ctx.register_admin_command``).
         self.admin = AdminRegistry(current_guard)
         #: Plugins' HTTP apps, served by ``GatewayApp`` under ``/plugins/<name>/``.

@@ -12,14 +12,18 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from clawhost.core import telemetry as _telemetry
+from clawhost.core.telemetry import TRACING as _TRACING
 from clawhost.errors import NotRegistered
 from clawhost.runtime.guard import Withdrawn
-from clawhost.sandbox.limits import current_slot, run_inline
+from clawhost.sandbox.limits import current_slot, failed_call, timed_out
+from clawhost.sandbox.scope import _CURRENT as _SCOPE
+from clawhost.sandbox.watchdog import Interrupt, claim, local_slots
 
 if TYPE_CHECKING:
     from clawhost.core.messages import Message
@@ -63,18 +67,75 @@ class DispatchReport:
         return not self.failures
 
 
-# (owner, callable, keyword names or None for "pass the first payload value", is async,
-#  the owner's inline target: gate, deadline and scope, or None to call directly)
-_Handler = tuple[str, Callable[..., Any], tuple[str, ...] | None, bool, Any]
+# How a handler takes the payload: ``None``, the first payload value, positionally; a
+# name, that field positionally (a pluggy hookimpl of one argument); a tuple, those
+# fields by keyword.
+_Convention = str | tuple[str, ...] | None
+# (owner, callable, convention, is async, the owner's inline target: gate, deadline, scope)
+_Handler = tuple[str, Callable[..., Any], _Convention, bool, Any]
+
+
+class _Unguarded:
+    """The inline target of a handler whose guard has none: no scope, no deadline."""
+
+    __slots__ = ()
+    scope = None
+    timeout = None
+    gate = None
+
+
+_UNGUARDED = _Unguarded()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One event's handlers, compiled when they change (never per dispatch)."""
+
+    handlers: tuple[_Handler, ...]
+    owners: frozenset[str]
+    #: Every handler is a plain function: the whole broadcast can run inline.
+    inline: bool
+    #: Some handler takes "the first payload value" (convention ``None``).
+    primary: bool
+    #: The report of a broadcast in which nothing failed (reports are immutable).
+    done: DispatchReport
+
+    @classmethod
+    def of(cls, event: str, handlers: tuple[_Handler, ...]) -> _Plan:
+        return cls(
+            handlers,
+            frozenset(handler[0] for handler in handlers),
+            not any(handler[3] for handler in handlers),
+            any(handler[2] is None for handler in handlers),
+            DispatchReport(event, len(handlers)),
+        )
+
+
+# A broadcast's watchdog record has no deadline of its own (each handler is timed as a
+# step); this far in the future, a call nested in a handler always arms its own.
+_BROADCAST_RECORD = 1e9
+
+# The reports of broadcasts nobody listened to, by event: creating one costs more than
+# the rest of such a dispatch.
+_UNHEARD: dict[str, DispatchReport] = {}
+
+
+def _unheard(event: str) -> DispatchReport:
+    report = _UNHEARD.get(event)
+    if report is None:
+        if len(_UNHEARD) >= 1024:
+            _UNHEARD.clear()
+        report = _UNHEARD[event] = DispatchReport(event, 0)
+    return report
 
 
 def _calling_convention(
     event: str, callback: Callable[..., Any], argnames: tuple[str, ...] | None
-) -> tuple[str, ...] | None:
-    """How to call a handler: ``None`` means "the first payload field, positionally";
-    a tuple means "these payload fields, by keyword" (pluggy hookimpls always get this)."""
+) -> _Convention:
+    """How to call a handler (see ``_Convention``). pluggy hookimpls come with their
+    ``argnames``, which pluggy itself passes positionally."""
     if argnames is not None:
-        return argnames
+        return argnames[0] if len(argnames) == 1 else argnames
     try:
         parameters = inspect.signature(callback).parameters.values()
     except (TypeError, ValueError):  # builtins without a signature: give them the payload
@@ -92,15 +153,32 @@ def _calling_convention(
 
 
 class EventBus:
-    """Handlers by event, each owned by a plugin; ``dispatch`` broadcasts to all of them."""
+    """Handlers by event, each owned by a plugin; ``dispatch`` broadcasts to all of them.
+
+    Each event's handlers are compiled into a plan when they change. A broadcast to plain
+    (sync) handlers, with no plugin reloading, no call monitor and no tracer, runs them in
+    one loop on the event loop thread: each in its plugin's sandbox scope and under its
+    deadline, with nothing allocated for a broadcast in which nothing fails. Anything else
+    (async handlers, a reload in progress, monitors, tracing) takes the guarded path,
+    which awaits each handler through the plugin's guard.
+    """
 
     def __init__(self, guard: Callable[[], Guard]) -> None:
         self._guard = guard
         # Replaced, never mutated in place: dispatch reads a tuple without locking.
         self._handlers: dict[str, tuple[_Handler, ...]] = {}
+        self._plans: dict[str, _Plan] = {}
         # owner -> the events it handles (one entry per handler)
         self._by_owner: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+
+    def _replace(self, event: str, handlers: tuple[_Handler, ...]) -> None:
+        if handlers:
+            self._handlers[event] = handlers
+            self._plans[event] = _Plan.of(event, handlers)
+        else:
+            self._plans.pop(event, None)
+            self._handlers.pop(event, None)
 
     def subscribe(
         self,
@@ -117,14 +195,15 @@ class EventBus:
         is_async = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
             getattr(callback, "__call__", None)  # noqa: B004 - objects with an async __call__
         )
-        entry = (owner, callback, convention, is_async, self._guard().inline_target(owner))
+        target = self._guard().inline_target(owner) or _UNGUARDED
+        entry: _Handler = (owner, callback, convention, is_async, target)
         with self._lock:
-            self._handlers[event] = (*self._handlers.get(event, ()), entry)
+            self._replace(event, (*self._handlers.get(event, ()), entry))
             self._by_owner.setdefault(owner, []).append(event)
 
     def has_handlers(self, event: str) -> bool:
         """Whether anything listens to ``event`` (so callers can skip building a payload)."""
-        return event in self._handlers
+        return event in self._plans
 
     def handlers(self, event: str) -> list[str]:
         """The owners of ``event``'s handlers, in call order."""
@@ -143,92 +222,175 @@ class EventBus:
             removed = sorted(self._by_owner.pop(owner, ()))
             for event in set(removed):
                 kept = tuple(handler for handler in self._handlers[event] if handler[0] != owner)
-                if kept:
-                    self._handlers[event] = kept
-                else:
-                    del self._handlers[event]
+                self._replace(event, kept)
         return removed
 
-    async def dispatch(self, event: str, /, *args: Any, **payload: Any) -> DispatchReport:
+    async def dispatch(  # noqa: PLR0915 - the hot path, inlined on purpose
+        self, event: str, /, *args: Any, **payload: Any
+    ) -> DispatchReport:
         """Call every handler of ``event``; a failing handler never stops the others.
 
         The payload is passed by keyword (``dispatch("on_message_received", message=m)``);
         one positional argument stands for the event's first payload field.
         """
-        handlers = self._handlers.get(event, ())
-        if not handlers:
-            return DispatchReport(event, 0)
+        plan = self._plans.get(event)
+        if plan is None:
+            return _unheard(event)
+        if args:
+            fields = EVENT_PAYLOADS.get(event, ("payload",))
+            payload = {**dict(zip(fields, args, strict=False)), **payload}
         guard = self._guard()
+        now = time.monotonic()
+        observed = _telemetry.observing(now)
+        if not plan.inline or guard.monitored or guard.reloading or observed & _TRACING:
+            return await self._dispatch_guarded(event, payload, guard)
+        # The inline broadcast. Reloads close a plugin's gate only after adding it to
+        # ``guard.reloading`` (checked above), and nothing else runs on this thread while
+        # a sync handler does, so the gates need no per-handler check or count here.
+        primary = next(iter(payload.values()), None) if plan.primary else None
+        try:
+            slot = local_slots.slot
+        except AttributeError:
+            slot = current_slot()
+        if slot.armed is not None:  # inside a watched call: each handler under both limits
+            return await self._dispatch_guarded(event, payload, guard)
+        # Each handler runs in its plugin's scope, as a step of its own under the watchdog
+        # (``sandbox.watchdog``: one record for the broadcast, no clock read per handler).
+        handlers = plan.handlers
+        failures: list[HandlerFailure] | None = None
+        enter, leave = _SCOPE.set, _SCOPE.reset
+        record: float = now + _BROADCAST_RECORD
+        slot.stepped = slot.armed = record
+        try:
+            for entry in handlers:
+                owner, callback, names, _, target = entry
+                token = enter(target.scope)
+                try:
+                    timeout = target.timeout
+                    if timeout is not None:
+                        slot.limit = timeout
+                        slot.step = entry
+                    try:
+                        try:
+                            if names is None:
+                                result = callback(primary)
+                            elif names.__class__ is str:
+                                result = callback(payload[names])
+                            else:
+                                result = callback(**{name: payload[name] for name in names})
+                        finally:
+                            slot.step = None
+                    except Interrupt:
+                        timed_out(
+                            slot,
+                            record,
+                            previous=None,
+                            plugin=owner,
+                            operation=event,
+                            limit=timeout or 0.0,
+                        )
+                    except BaseException:
+                        if slot.pending is not None:  # fired as it raised: its error stands
+                            try:
+                                claim(slot, record)
+                            except Interrupt:
+                                claim(slot, record)
+                        raise
+                    if slot.pending is not None:  # fired as it returned: the result stands
+                        try:
+                            claim(slot, record)
+                        except Interrupt:
+                            claim(slot, record)
+                except Exception as exc:
+                    failures = _failed(failures, owner, event, exc)
+                    continue
+                except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                    failures = _failed(failures, owner, event, failed_call(owner, event, exc))
+                    continue
+                finally:
+                    leave(token)
+                if result is not None and inspect.isawaitable(result):
+                    slot.stepped = slot.armed = None  # other tasks run while this awaits
+                    try:
+                        await result
+                    except Exception as exc:
+                        failures = _failed(failures, owner, event, exc)
+                    if guard.monitored or guard.reloading or slot.armed is not None:
+                        rest = handlers[next(i for i, e in enumerate(handlers) if e is entry) + 1 :]
+                        failures = await self._deliver(event, rest, payload, guard, failures)
+                        break
+                    record = time.monotonic() + _BROADCAST_RECORD
+                    slot.stepped = slot.armed = record
+        finally:
+            if slot.stepped is record:
+                slot.stepped = slot.armed = None
+        if observed:
+            _telemetry.record_dispatch(event, len(failures or ()))
+        if failures is None:
+            return plan.done
+        return DispatchReport(event, len(handlers), tuple(failures))
+
+    async def _dispatch_guarded(
+        self, event: str, payload: dict[str, Any], guard: Guard
+    ) -> DispatchReport:
+        """The broadcast that awaits every handler through the plugin's guard."""
+        handlers = self._handlers.get(event, ())
         if guard.reloading:  # a plugin is reloading: deliver to its new version, not the old
             for owner in sorted({handler[0] for handler in handlers} & set(guard.reloading)):
                 await guard.ready(owner)
             handlers = self._handlers.get(event, ())
-        if args:
-            fields = EVENT_PAYLOADS.get(event, ("payload",))
-            payload = {**dict(zip(fields, args, strict=False)), **payload}
-        primary = next(iter(payload.values()), None)
-        failures: list[HandlerFailure] = []
         with _telemetry.span(
             "clawhost.dispatch", {"clawhost.event": event, "clawhost.handlers": len(handlers)}
         ):
-            slot = current_slot()
-            for owner, callback, names, is_async, target in handlers:
-                if names is None:
-                    args, kwargs = (primary,), _NO_KWARGS
-                else:
-                    args, kwargs = (), {name: payload[name] for name in names}
-                try:
-                    if is_async or guard.monitored:
-                        await guard.call(
-                            owner, callback, *args, operation=event, inline=True, **kwargs
-                        )
-                        continue
-                    if target is None:
-                        result = callback(*args, **kwargs)
-                    elif target.gate._open:
-                        gate = target.gate
-                        gate._inflight += 1
-                        try:
-                            result = run_inline(
-                                callback,
-                                args,
-                                kwargs,
-                                owner,
-                                event,
-                                target.timeout,
-                                target.scope,
-                                slot,
+            failures = await self._deliver(event, handlers, payload, guard, None)
+        _telemetry.record_dispatch(event, len(failures or ()))
+        return DispatchReport(event, len(handlers), tuple(failures or ()))
+
+    async def _deliver(
+        self,
+        event: str,
+        handlers: tuple[_Handler, ...],
+        payload: dict[str, Any],
+        guard: Guard,
+        failures: list[HandlerFailure] | None,
+    ) -> list[HandlerFailure] | None:
+        primary = next(iter(payload.values()), None)
+        args: tuple[Any, ...]
+        for owner, callback, names, _, _ in handlers:
+            if names is None:
+                args, kwargs = (primary,), _NO_KWARGS
+            elif isinstance(names, str):
+                args, kwargs = (payload[names],), _NO_KWARGS
+            else:
+                args, kwargs = (), {name: payload[name] for name in names}
+            try:
+                if guard.reloading and owner in guard.reloading:
+                    # reloading: wait, then deliver to what is current
+                    await guard.ready(owner)
+                    for current in self._handlers.get(event, ()):
+                        if current[0] == owner:
+                            await guard.call(
+                                owner, current[1], *args, operation=event, inline=True, **kwargs
                             )
-                        finally:
-                            gate._inflight -= 1
-                            if gate._idle is not None and not gate._inflight:
-                                gate._idle.set()
-                    else:  # reloading: wait, then deliver to what is current
-                        await guard.ready(owner)
-                        for current in self._handlers.get(event, ()):
-                            if current[0] == owner:
-                                await guard.call(
-                                    owner, current[1], *args, operation=event, inline=True, **kwargs
-                                )
-                        continue
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                except Withdrawn:
                     continue
-                except Exception as exc:
-                    failures.append(HandlerFailure(owner, event, exc))
-                    logger.error(
-                        "plugin %r: %s handler failed: %s: %s",
-                        owner,
-                        event,
-                        type(exc).__name__,
-                        exc,
-                    )
-                    logger.debug(
-                        "traceback of the failed %s handler of %r", event, owner, exc_info=exc
-                    )
-        _telemetry.record_dispatch(event, len(failures))
-        return DispatchReport(event, len(handlers), tuple(failures))
+                await guard.call(owner, callback, *args, operation=event, inline=True, **kwargs)
+            except Withdrawn:
+                continue
+            except Exception as exc:
+                failures = _failed(failures, owner, event, exc)
+        return failures
+
+
+def _failed(
+    failures: list[HandlerFailure] | None, owner: str, event: str, error: BaseException
+) -> list[HandlerFailure]:
+    """Log one handler's failure and add it to the broadcast's list."""
+    logger.error("plugin %r: %s handler failed: %s: %s", owner, event, type(error).__name__, error)
+    logger.debug("traceback of the failed %s handler of %r", event, owner, exc_info=error)
+    if failures is None:
+        failures = []
+    failures.append(HandlerFailure(owner, event, error))
+    return failures
 
 
 @dataclass(frozen=True, slots=True)

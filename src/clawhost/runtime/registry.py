@@ -30,6 +30,7 @@ from clawhost.errors import (
     ToolFailed,
     ToolNotFound,
 )
+from clawhost.runtime.providers import GuardedProvider
 from clawhost.runtime.tools import SchemaFormat, Tool
 
 if TYPE_CHECKING:
@@ -111,11 +112,39 @@ class NamedRegistry(Generic[T]):
 class ProviderRegistry(NamedRegistry[Any]):
     """Named LLM or service providers, looked up by the application or by other plugins.
 
-    Provider objects are the plugin's own; calls made on them go straight to plugin code,
-    outside the host's limits.
+    ``get`` returns a plugin's provider guarded (``GuardedProvider``): every call into it
+    runs in the plugin's sandbox scope and under its deadline, and errors name the plugin.
+    Providers the application registers, those of a test context, and proxies of
+    providers in worker processes (guarded on the worker's side) come back as they are.
     """
 
     kind = "provider"
+
+    def __init__(self, guard: Callable[[], Guard] | None = None) -> None:
+        super().__init__()
+        self._guard = guard
+        self._proxies: dict[str, GuardedProvider] = {}
+
+    def registration(self, name: str) -> tuple[str, Any]:
+        """``(owner, object)`` registered as ``name``: the plugin's own object, unguarded."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise NotRegistered(self.kind, name, tuple(self.names())) from None
+
+    def get(self, name: str) -> Any:
+        """The provider registered as ``name``, guarded; ``NotRegistered`` if there is none."""
+        owner, target = self.registration(name)
+        if (
+            self._guard is None
+            or self._guard().inline_target(owner) is None
+            or getattr(type(target), "__clawhost_no_plugin_code__", False)
+        ):
+            return target
+        proxy = self._proxies.get(name)
+        if proxy is None:
+            proxy = self._proxies.setdefault(name, GuardedProvider(self, name, self._guard))
+        return proxy
 
 
 class AdminRegistry(NamedRegistry[Callable[..., Any]]):

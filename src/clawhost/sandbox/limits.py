@@ -39,9 +39,11 @@ __all__ = [
     "call_inline",
     "call_plugin",
     "current_slot",
+    "failed_call",
     "loop_notifier",
     "plugin_limiter",
     "run_inline",
+    "timed_out",
 ]
 
 #: After a worker call's deadline, how long to wait for its thread to stop before saying
@@ -65,14 +67,16 @@ def plugin_limiter(max_concurrency: int) -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(max_concurrency)
 
 
-def _failed(plugin: str, operation: str, exc: BaseException) -> PluginFailed:
+def failed_call(plugin: str, operation: str, exc: BaseException) -> PluginFailed:
+    """What ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit`` out of plugin code
+    becomes: ``PluginFailed``, naming the plugin and the operation."""
     if isinstance(exc, SystemExit):
         code = "" if exc.code is None else repr(exc.code)
         return PluginFailed(plugin, operation, f"called sys.exit({code})")
     return PluginFailed(plugin, operation, f"raised {type(exc).__name__}")
 
 
-def _timed_out(
+def timed_out(
     slot: Slot,
     record: Deadline,
     *,
@@ -141,7 +145,7 @@ def run_inline(  # noqa: PLR0917 - positional on purpose: the per-handler path o
             finally:
                 slot.armed = previous
         except Interrupt:
-            _timed_out(
+            timed_out(
                 slot, record, previous=previous, plugin=plugin, operation=operation, limit=timeout
             )
         except BaseException:
@@ -158,7 +162,7 @@ def run_inline(  # noqa: PLR0917 - positional on purpose: the per-handler path o
                 claim(slot, record)
         return result
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
-        raise _failed(plugin, operation, exc) from exc
+        raise failed_call(plugin, operation, exc) from exc
     finally:
         _CURRENT.reset(token)
 
@@ -205,7 +209,7 @@ class _Watched:
                         claim(slot, record)
                 return stop.value
             except Interrupt:
-                _timed_out(
+                timed_out(
                     slot,
                     record,
                     previous=previous,
@@ -273,7 +277,7 @@ class _Call:
         return PluginTimeout(self.plugin, self.operation, self.limit, interrupted=interrupted)
 
     def failed(self, exc: BaseException) -> PluginFailed:
-        return _failed(self.plugin, self.operation, exc)
+        return failed_call(self.plugin, self.operation, exc)
 
 
 async def _await_plugin(awaitable: Awaitable[Any], call: _Call) -> Any:

@@ -20,6 +20,15 @@ protocol, all under the slot's lock on the firing side:
 With the GIL ordering these steps, either the firer sees the slot disarmed and backs out,
 or the owner sees the pending record and settles it before leaving clawhost's code. Every
 call clawhost makes between disarming and claiming sits inside ``except Interrupt``.
+
+**Steps.** Event dispatch calls many handlers in a row, each under its own limit, and
+reading the clock for each would cost more than a cheap handler. So a broadcast arms one
+record for all of them (``slot.stepped``, with no deadline of its own) and marks each
+handler as a *step*: ``slot.limit = its timeout; slot.step = token`` before, and
+``slot.step = None`` after, then the usual check of ``slot.pending``. The watchdog times
+each step from when it first sees it (so it is late by up to two polls, never early) and
+fires when that step has run past its limit: the same protocol, with the step compared too
+(``slot.step is step``), so an interrupt meant for one handler never lands in the next.
 """
 
 from __future__ import annotations
@@ -79,12 +88,19 @@ class Slot:
         "armed",
         "c_ident",
         "fired",
+        "fired_step",
         "ident",
+        "limit",
         "lock",
         "main",
         "next_fire",
         "pending",
         "refire",
+        "seen_at",
+        "seen_record",
+        "seen_step",
+        "step",
+        "stepped",
     )
 
     def __init__(self) -> None:
@@ -98,6 +114,15 @@ class Slot:
         self.fired: Deadline | None = None
         self.next_fire = 0.0
         self.refire = _FIRST_REFIRE
+        # Steps (see the module docstring): the record of the broadcast in progress, the
+        # step running now and its limit; the watchdog's note of the step it last saw.
+        self.stepped: Deadline | None = None
+        self.step: object | None = None
+        self.limit = 0.0
+        self.seen_record: Deadline | None = None
+        self.seen_step: object | None = None
+        self.seen_at = 0.0
+        self.fired_step: object | None = None
 
 
 _slots: dict[int, Slot] = {}
@@ -129,16 +154,19 @@ def forget_slot() -> None:
             del _slots[ident]
 
 
-def fire(slot: Slot, record: Deadline, now: float | None = None) -> bool:
-    """Interrupt ``slot``'s thread if ``record`` is still armed there; ``True`` if so."""
+def fire(
+    slot: Slot, record: Deadline, now: float | None = None, step: object | None = None
+) -> bool:
+    """Interrupt ``slot``'s thread if ``record`` (and ``step``, when given) is still armed
+    there; ``True`` if so."""
     with slot.lock:
         unclaimed = slot.pending
         slot.pending = record  # before the check: see the module docstring
-        if slot.armed is not record:
+        if slot.armed is not record or (step is not None and slot.step is not step):
             slot.pending = unclaimed
             return False
-        if slot.fired is not record:
-            slot.fired, slot.refire = record, _FIRST_REFIRE
+        if slot.fired is not record or slot.fired_step is not step:
+            slot.fired, slot.fired_step, slot.refire = record, step, _FIRST_REFIRE
         now = time.monotonic() if now is None else now
         slot.next_fire = now + slot.refire
         slot.refire = min(slot.refire * 2, _MAX_REFIRE)
@@ -235,10 +263,20 @@ def _watch() -> None:
             record = slot.armed
             if record is None:
                 continue
-            due = slot.next_fire if slot.fired is record else record
+            step = None
+            if record is slot.stepped:  # a broadcast: time the handler running now
+                step = slot.step
+                if step is None:
+                    continue
+                if step is not slot.seen_step or record is not slot.seen_record:
+                    slot.seen_step, slot.seen_record, slot.seen_at = step, record, now
+                fired = slot.fired is record and slot.fired_step is step
+                due = slot.next_fire if fired else slot.seen_at + slot.limit
+            else:
+                due = slot.next_fire if slot.fired is record else record
             if now >= due:
                 try:
-                    fire(slot, record, now)
+                    fire(slot, record, now, step)
                 except Exception:  # the watchdog must outlive any one failure
                     logger.exception("could not interrupt thread %d", slot.ident)
                 due = slot.next_fire

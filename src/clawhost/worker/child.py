@@ -239,7 +239,7 @@ class _Worker:
             for index, (_, names) in enumerate(handlers)
         ]
         providers = [
-            {"name": name, "methods": public_methods(self.host.providers.get(name))}
+            {"name": name, "methods": public_methods(self.host.providers.registration(name)[1])}
             for name in self.host.providers.owned_by(self.name)
         ]
         channels = self.host.channels.owned_by(self.name)
@@ -372,7 +372,7 @@ class _Worker:
 
     async def _provider(self, message: dict[str, Any]) -> Any:
         name, method = str(message["provider"]), str(message["method"])
-        provider = self.host.providers.get(name)
+        provider = self.host.providers.registration(name)[1]  # guarded by _call below
         if method.startswith("_") or method not in public_methods(provider):
             raise AttributeError(f"provider {name!r} has no method {method!r}")
         args = [self._argument(arg) for arg in message.get("args") or ()]

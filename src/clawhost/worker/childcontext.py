@@ -52,8 +52,9 @@ class WorkerContext(PluginContext):
         """Handle ``event`` (the host dispatches it here through a proxy)."""
         if not event.isidentifier():
             raise ValueError(f"event names are identifiers, not {event!r}")
+        names = _calling_convention(event, callback, None)
         self.handlers.setdefault(event, []).append(
-            (callback, _calling_convention(event, callback, None))
+            (callback, (names,) if isinstance(names, str) else names)
         )
 
 

@@ -235,6 +235,10 @@ class MethodProxy:
     """An object on the other side of the boundary, by its public methods: each is a
     coroutine function here that hands ``(method, args, kwargs)`` to ``call``."""
 
+    #: Calls on it run no plugin code in this process (the other side guards them), so
+    #: the provider registry hands it out as it is.
+    __clawhost_no_plugin_code__ = True
+
     def __init__(
         self,
         name: str,
