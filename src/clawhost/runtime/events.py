@@ -129,13 +129,22 @@ def _unheard(event: str) -> DispatchReport:
     return report
 
 
+def _takes_one_positional(callback: Callable[..., Any]) -> bool:
+    """Whether a function (or bound method) takes its first argument positionally; read
+    from its code object, which is cheap (``inspect.signature`` is not)."""
+    function = getattr(callback, "__func__", callback)
+    code = getattr(function, "__code__", None)
+    bound = 1 if function is not callback else 0
+    return code is not None and code.co_argcount - bound >= 1
+
+
 def _calling_convention(
     event: str, callback: Callable[..., Any], argnames: tuple[str, ...] | None
 ) -> _Convention:
     """How to call a handler (see ``_Convention``). pluggy hookimpls come with their
     ``argnames``, which pluggy itself passes positionally."""
     if argnames is not None:
-        return argnames[0] if len(argnames) == 1 else argnames
+        return argnames[0] if len(argnames) == 1 and _takes_one_positional(callback) else argnames
     try:
         parameters = inspect.signature(callback).parameters.values()
     except (TypeError, ValueError):  # builtins without a signature: give them the payload
