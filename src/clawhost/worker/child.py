@@ -465,11 +465,10 @@ class _Worker:
 
 
 class _PluginCall:
-    """One call of plugin code whose result is converted to JSON data for the reply, the
-    conversion (and a tool's argument validation) in the call: under the plugin's scope,
-    CPU limit and deadline, since validators and serializers the plugin defined are
-    plugin code. ``target`` is what ``_call`` runs: a coroutine function for an async
-    ``function``, so it stays on the loop, else a plain one (in a thread, or inline)."""
+    """Plugin code whose result is converted to JSON data (and, for a tool, whose arguments
+    are validated) inside the call, under its scope and CPU limit: validators and
+    serializers are plugin code. ``target``, what ``_call`` runs, is a coroutine function
+    for an async ``function`` (it stays on the loop), else a plain one."""
 
     __slots__ = ("arguments", "convert", "function", "target", "validate", "what")
 
@@ -482,11 +481,8 @@ class _PluginCall:
         validate: Callable[[Any], dict[str, Any]] | None = None,
         arguments: Any = None,
     ) -> None:
-        self.function = function
-        self.what = what
-        self.convert = convert
-        self.validate = validate
-        self.arguments = arguments
+        self.function, self.what, self.convert = function, what, convert
+        self.validate, self.arguments = validate, arguments
         is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
             getattr(function, "__call__", None)  # noqa: B004 (instances with an async __call__)
         )
@@ -511,16 +507,12 @@ class _PluginCall:
 
 def _returned(value: Any, what: str, convert: Callable[[Any], Any]) -> Any:
     """``value`` as JSON data for the reply; ``TypeError`` naming ``what`` returned it.
-
-    What stopped a serializer the plugin defined (the sandbox, the deadline) stands: it
-    is raised as it is, not as a value with no JSON form."""
+    What stopped a serializer (the sandbox, a ``BaseException``) is raised as it is."""
     try:
         return convert(value)
     except TypeError as exc:
         cause = exc.__cause__
-        if isinstance(cause, ClawhostError) or (
-            cause is not None and not isinstance(cause, Exception)
-        ):
+        if isinstance(cause, ClawhostError) or (cause and not isinstance(cause, Exception)):
             raise cause from None
         raise TypeError(f"{what} returned a value that is not JSON data: {exc}") from None
 
