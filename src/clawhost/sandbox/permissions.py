@@ -166,15 +166,20 @@ def grant_from_config(
     merged with ``[plugins.<plugin>.sandbox]``); its messages name the table each grant
     was read from, and the config file."""
     sandbox = config.sandbox_for(plugin)
-    return grant_permissions(
+    grant = functools.partial(
+        grant_permissions,
         plugin,
         asked,
         fs_allowed=[str(path) for path in sandbox.fs_allowed],
         net_allowed=sandbox.net_allowed,
         allow_subprocess=sandbox.allow_subprocess,
         package_dir=package_dir,
-        source=GrantSource.of(plugin, config),
     )
+    try:
+        return grant()  # the sources matter only to the messages of a refusal:
+    except (PermissionsRefused, ValueError):
+        pass
+    return grant(source=GrantSource.of(plugin, config))  # the same refusal, naming them
 
 
 def _named(source: GrantSource | None, key: str, table_by_default: bool) -> str:
