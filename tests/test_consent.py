@@ -165,8 +165,8 @@ def test_an_update_asking_for_more_is_not_granted_without_consent(
     for line in (
         "Not granted (standard input is not a terminal, so no one was asked; --yes grants): "
         "forecast 2.0.0 will not load until it is granted what it asks for.",
-        "  plugin 'forecast' asks for permissions the host does not grant: "
-        "network tiles.forecast.example:443: not in [plugins.sandbox] net_allowed",
+        f"  plugin 'forecast' asks for permissions {config} does not grant: "
+        "network tiles.forecast.example:443: not in [plugins.forecast.sandbox] net_allowed",
         "  clawhost plugins grant forecast network:tiles.forecast.example:443",
     ):
         assert line in updated.stderr

@@ -120,26 +120,18 @@ def permission_warnings(new: Iterable[DiscoveredPlugin], config: HostConfig) -> 
     """What each new plugin asks for that the host config does not grant (it would not
     load until granted): a warning, not a conflict."""
     from clawhost.errors import PermissionsRefused
-    from clawhost.sandbox.permissions import grant_permissions
+    from clawhost.sandbox.permissions import grant_from_config
 
     warnings = []
     for plugin in new:
-        sandbox = config.sandbox_for(plugin.name)
         try:
-            grant_permissions(
-                plugin.name,
-                plugin.manifest.permissions,
-                fs_allowed=[str(path) for path in sandbox.fs_allowed],
-                net_allowed=sandbox.net_allowed,
-                allow_subprocess=sandbox.allow_subprocess,
-                package_dir=None,
-            )
+            grant_from_config(plugin.name, plugin.manifest.permissions, config, package_dir=None)
         except PermissionsRefused as exc:
             refused = "; ".join(exc.refused)
+            fix = f": {exc.command}" if exc.command else ""
             warnings.append(
                 f"{plugin.name} asks for permissions the host config does not grant ({refused}); "
-                f"it will not load until they are granted in [plugins.sandbox] or "
-                f"[plugins.{plugin.name}.sandbox]"
+                f"it will not load until they are granted{fix}"
             )
         except ValueError as exc:
             warnings.append(f"{plugin.name}: {exc}")

@@ -280,8 +280,7 @@ def _check_failure(record: PluginRecord, findings: _Findings) -> None:
             "error",
             PERMISSION_DENIED,
             f"{name} asks for permissions the host does not grant: {'; '.join(error.refused)}",
-            f"Grant them in [plugins.sandbox] or [plugins.{name}.sandbox] if you trust it. "
-            + REMEDIES[PERMISSION_DENIED],
+            error.command or REMEDIES[PERMISSION_DENIED],
             name,
         )
     elif isinstance(error, HostTooOld):

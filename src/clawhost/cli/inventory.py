@@ -189,10 +189,8 @@ def _view(host: PluginHost, config: HostConfig, record: PluginRecord) -> PluginV
     manifest = record.manifest
     plugin = record.plugin
     if record.failure is not None:
-        reason = record.failure.reason
-        if isinstance(record.failure.error, PermissionsRefused) and manifest is not None:
-            reason += _grant_hint(config, record.name, manifest)
-        view.failure = (record.failure.stage, reason)
+        # A refusal's reason ends with the `clawhost plugins grant` command itself.
+        view.failure = (record.failure.stage, record.failure.reason)
     if manifest is None or plugin is None:
         return view
     view.dependencies = _dependencies(host, manifest)
@@ -209,18 +207,6 @@ def _view(host: PluginHost, config: HostConfig, record: PluginRecord) -> PluginV
         if record.state is PluginState.RESOLVED:
             view.failure = ("config", str(exc))
     return view
-
-
-def _grant_hint(config: HostConfig, name: str, manifest: Manifest) -> str:
-    """``\nTo grant it: clawhost plugins grant NAME ...`` for what is not granted."""
-    from .permissions import assess, grant_command
-
-    missing = [
-        item.permission
-        for item in assess(name, manifest.permissions, config)
-        if not item.granted and item.problem is None
-    ]
-    return f"\nTo grant it: {grant_command(name, missing)}" if missing else ""
 
 
 def _dependencies(host: PluginHost, manifest: Manifest) -> list[Dependency]:
@@ -241,16 +227,10 @@ def _dependencies(host: PluginHost, manifest: Manifest) -> list[Dependency]:
 
 
 def _grant(config: HostConfig, name: str, plugin: DiscoveredPlugin) -> EffectivePermissions:
-    from clawhost.sandbox.permissions import grant_permissions
+    from clawhost.sandbox.permissions import grant_from_config
 
-    sandbox = config.sandbox_for(name)
-    return grant_permissions(
-        name,
-        plugin.manifest.permissions,
-        fs_allowed=[str(path) for path in sandbox.fs_allowed],
-        net_allowed=sandbox.net_allowed,
-        allow_subprocess=sandbox.allow_subprocess,
-        package_dir=plugin.package_dir,
+    return grant_from_config(
+        name, plugin.manifest.permissions, config, package_dir=plugin.package_dir
     )
 
 

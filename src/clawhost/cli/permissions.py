@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-from collections.abc import Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from clawhost.config.host import read_document
 from clawhost.core.describe import toml_path
 from clawhost.errors import ClawhostError, ConfigError, PermissionsRefused, Problem
+from clawhost.sandbox.consent import KEYS, KINDS, Kind, Permission, grant_command, requested
 
 if TYPE_CHECKING:
     from clawhost.config.host import HostConfig, SandboxConfig
@@ -52,36 +52,11 @@ __all__ = [
     "select",
 ]
 
-Kind = Literal["network", "filesystem", "subprocess"]
-KINDS: tuple[Kind, ...] = ("network", "filesystem", "subprocess")
-#: The sandbox key that grants each kind.
-KEYS: dict[Kind, str] = {
-    "network": "net_allowed",
-    "filesystem": "fs_allowed",
-    "subprocess": "allow_subprocess",
-}
 _SYNTAX = "network[:HOST:PORT], filesystem[:PATH] or subprocess"
 _NETWORK_SYNTAX = (
     "network:HOST:PORT, with HOST a name, *.name, an IP address or [IPv6] and PORT 1-65535 or *"
 )
 _COMMENT = "What `clawhost plugins grant` / `revoke` granted {name} (they edit these keys)."
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Permission:
-    """One thing a manifest asks for: ``network`` ``host:port``, ``filesystem`` path (as
-    the manifest writes them), or ``subprocess`` (no value)."""
-
-    kind: Kind
-    value: str = ""
-
-    @property
-    def token(self) -> str:
-        """How the command line names it: ``network:api.example.com:443``, ``subprocess``."""
-        return f"{self.kind}:{self.value}" if self.value else self.kind
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.value}" if self.value else self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +82,6 @@ class Item:
 
 class PermissionArgumentError(ClawhostError, ValueError):
     """A PERMISSION given to ``plugins grant`` or ``revoke`` that cannot be used."""
-
-
-def requested(permissions: Permissions) -> list[Permission]:
-    """Everything ``[plugin.permissions]`` asks for, in the manifest's order."""
-    asked = [Permission("network", value) for value in permissions.network]
-    asked += [Permission("filesystem", value) for value in permissions.filesystem]
-    if permissions.subprocess:
-        asked.append(Permission("subprocess"))
-    return list(dict.fromkeys(asked))
 
 
 def environment_names(manifest: Manifest) -> list[str]:
@@ -201,28 +167,17 @@ def assess(name: str, permissions: Permissions, config: HostConfig) -> list[Item
 
 def host_refusal(name: str, permissions: Permissions, config: HostConfig) -> str | None:
     """The host's own message for a plugin that asks for more than ``config`` grants
-    (what loading it would fail with), or ``None`` when everything is granted."""
-    from clawhost.sandbox.permissions import grant_permissions
+    (what loading it would fail with, less the ``clawhost plugins grant`` command it ends
+    with: the commands print their own), or ``None`` when everything is granted."""
+    from clawhost.sandbox.permissions import grant_from_config
 
-    sandbox = config.sandbox_for(name)
     try:
-        grant_permissions(
-            name,
-            permissions,
-            fs_allowed=[str(path) for path in sandbox.fs_allowed],
-            net_allowed=sandbox.net_allowed,
-            allow_subprocess=sandbox.allow_subprocess,
-            package_dir=None,
-        )
-    except (PermissionsRefused, ValueError) as exc:
+        grant_from_config(name, permissions, config, package_dir=None)
+    except PermissionsRefused as exc:
+        return str(PermissionsRefused(exc.plugin, exc.refused, file=exc.file))
+    except ValueError as exc:
         return str(exc)
     return None
-
-
-def grant_command(name: str, permissions: Iterable[Permission]) -> str:
-    """``clawhost plugins grant NAME PERMISSION...``, quoted for a shell."""
-    tokens = [shlex.quote(permission.token) for permission in permissions]
-    return " ".join(["clawhost plugins grant", shlex.quote(name), *tokens])
 
 
 # -- PERMISSION arguments -------------------------------------------------------------------

@@ -8,19 +8,39 @@ from .base import ClawhostError
 class PermissionsRefused(ClawhostError, PermissionError):
     """A plugin's manifest asks for more than the host config grants; it is not loaded.
 
-    ``refused`` lists each permission asked for and not granted, and why, e.g.
-    ``"network api.example.com:443: not in [plugins.sandbox] net_allowed"``.
+    ``refused`` lists each permission asked for and not granted, and why, naming the
+    table and key consulted, e.g.
+    ``"network api.example.com:443: not in [plugins.sandbox] net_allowed"``. ``command``
+    is the ``clawhost plugins grant NAME PERMISSION...`` command that grants what a config
+    can grant (``None``: nothing refused can be granted), which the message ends with;
+    ``file`` is the config file the grants were read from, when there is one.
     """
 
-    def __init__(self, plugin: str, refused: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        plugin: str,
+        refused: tuple[str, ...],
+        command: str | None = None,
+        file: str | None = None,
+        complete: bool = True,
+    ) -> None:
         self.plugin = plugin
         self.refused = refused
-        super().__init__(
-            f"plugin {plugin!r} asks for permissions the host does not grant: " + "; ".join(refused)
-        )
+        self.command = command
+        self.file = file
+        self.complete = complete
+        grants = f"{file} does not grant" if file else "the host does not grant"
+        message = f"plugin {plugin!r} asks for permissions {grants}: " + "; ".join(refused)
+        if command:
+            head = "To grant it" if complete else "To grant what a config can grant"
+            message += f"\n{head}: {command}"
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.plugin, self.refused))
+        return (
+            type(self),
+            (self.plugin, self.refused, self.command, self.file, self.complete),
+        )
 
 
 class PermissionDenied(ClawhostError, PermissionError):

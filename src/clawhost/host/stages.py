@@ -261,16 +261,13 @@ class HostStages:
 
     def _grant(self, name: str, candidate: DiscoveredPlugin) -> Any:
         """The candidate's effective permissions; ``PermissionsRefused`` if it asks too much."""
-        from clawhost.sandbox.permissions import grant_permissions
+        from clawhost.sandbox.permissions import grant_from_config
 
         key = (name, str(candidate.version))
-        sandbox = self.config.sandbox_for(name)
-        granted = grant_permissions(
+        granted = grant_from_config(
             name,
             candidate.manifest.permissions,
-            fs_allowed=[str(path) for path in sandbox.fs_allowed],
-            net_allowed=sandbox.net_allowed,
-            allow_subprocess=sandbox.allow_subprocess,
+            self.config,
             package_dir=candidate.package_dir if candidate.source.target is None else None,
         )
         self._grants[key] = granted

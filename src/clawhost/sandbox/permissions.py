@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clawhost.core.describe import toml_path
 from clawhost.core.netrules import NetworkRule
-from clawhost.errors import PermissionsRefused
+from clawhost.errors import ConfigError, PermissionsRefused, Problem
 from clawhost.sandbox import audit as _audit  # noqa: F401 (registers the audit hook's installer)
+from clawhost.sandbox.consent import KINDS, GrantSource, Kind, Permission, grant_command
 from clawhost.sandbox.scope import _CURRENT as _CURRENT  # noqa: PLC0414 (sandbox.limits reads it)
 from clawhost.sandbox.scope import (
     EffectivePermissions,
@@ -36,6 +38,7 @@ from clawhost.sandbox.scope import (
 )
 
 if TYPE_CHECKING:
+    from clawhost.config.host import HostConfig
     from clawhost.discovery.manifest import (
         Permissions,
     )  # pydantic: not needed to enforce permissions
@@ -46,6 +49,7 @@ __all__ = [
     "SandboxScope",
     "current_scope",
     "enter_scope",
+    "grant_from_config",
     "grant_permissions",
     "leave_scope",
     "memory_limit_warning",
@@ -85,6 +89,7 @@ def grant_permissions(
     net_allowed: Sequence[str],
     allow_subprocess: bool,
     package_dir: Path | None,
+    source: GrantSource | None = None,
 ) -> EffectivePermissions:
     """The permissions ``plugin`` gets: everything its manifest asks for, or nothing.
 
@@ -92,10 +97,15 @@ def grant_permissions(
     resolving ``..`` and symlinks, whole components only); ``~`` and ``$VARS`` in manifest
     paths are expanded. A network pattern is granted when a host pattern covers it
     (``*.example.com:443`` covers ``api.example.com:443``; ``*`` ports cover any port).
-    Anything not granted raises ``PermissionsRefused`` listing every refused item and why.
-    A malformed ``net_allowed`` entry is the host's mistake: ``ValueError``.
+    Anything not granted raises ``PermissionsRefused`` listing every refused item and why,
+    and ending with the ``clawhost plugins grant`` command that grants them. ``source``
+    says where the grants were read from (table per key, config file), for the messages;
+    without it they name ``[plugins.sandbox]``. A malformed ``net_allowed`` entry is the
+    host's mistake: ``ValueError`` (a ``ConfigError`` naming file and key with ``source``).
     """
     refused: list[str] = []
+    grantable: dict[Kind, list[Permission]] = {kind: [] for kind in KINDS}
+    impossible = False
     host_roots = [os.path.realpath(os.path.expanduser(root)) for root in fs_allowed]
     host_write = frozenset(host_roots), _prefixes(host_roots)
     filesystem: list[str] = []
@@ -103,34 +113,41 @@ def grant_permissions(
         expanded = os.path.expanduser(os.path.expandvars(entry))
         if not os.path.isabs(expanded):
             refused.append(f"filesystem {entry}: not an absolute path")
+            impossible = True
             continue
         resolved = os.path.realpath(expanded)
         if not _within(resolved, *host_write):
             shown = entry if resolved == os.path.normpath(entry) else f"{entry} ({resolved})"
-            refused.append(f"filesystem {shown}: outside fs_allowed")
+            refused.append(f"filesystem {shown}: outside {_named(source, 'fs_allowed', False)}")
+            grantable["filesystem"].append(Permission("filesystem", entry))
         elif resolved not in filesystem:
             filesystem.append(resolved)
-    host_rules: list[NetworkRule] = []
-    for text in net_allowed:
-        try:
-            host_rules.append(NetworkRule.parse(text))
-        except ValueError as exc:
-            raise ValueError(f"[plugins.sandbox] net_allowed: {exc}") from None
+    host_rules = _host_rules(net_allowed, source)
     network: list[NetworkRule] = []
     for text in asked.network:
         try:
             rule = NetworkRule.parse(text)
         except ValueError as exc:
             refused.append(f"network {text}: {exc}")
+            impossible = True
             continue
         if not any(granted.covers(rule) for granted in host_rules):
-            refused.append(f"network {text}: not in [plugins.sandbox] net_allowed")
+            refused.append(f"network {text}: not in {_named(source, 'net_allowed', True)}")
+            grantable["network"].append(Permission("network", text))
         elif rule not in network:
             network.append(rule)
     if asked.subprocess and not allow_subprocess:
-        refused.append("subprocess: allow_subprocess is false")
+        refused.append(f"subprocess: {_named(source, 'allow_subprocess', False)} is false")
+        grantable["subprocess"].append(Permission("subprocess"))
     if refused:
-        raise PermissionsRefused(plugin, tuple(refused))
+        missing = dict.fromkeys(p for kind in KINDS for p in grantable[kind])
+        raise PermissionsRefused(
+            plugin,
+            tuple(refused),
+            grant_command(plugin, missing) if missing else None,
+            str(source.file) if source is not None and source.file is not None else None,
+            complete=not impossible,
+        )
     readable = [os.path.realpath(package_dir)] if package_dir is not None else []
     readable.extend(_system_readable())
     return EffectivePermissions(
@@ -140,6 +157,51 @@ def grant_permissions(
         subprocess=asked.subprocess,
         readable=tuple(dict.fromkeys(readable)),
     )
+
+
+def grant_from_config(
+    plugin: str, asked: Permissions, config: HostConfig, *, package_dir: Path | None
+) -> EffectivePermissions:
+    """``grant_permissions`` with what ``config`` grants ``plugin`` (``[plugins.sandbox]``
+    merged with ``[plugins.<plugin>.sandbox]``); its messages name the table each grant
+    was read from, and the config file."""
+    sandbox = config.sandbox_for(plugin)
+    grant = functools.partial(
+        grant_permissions,
+        plugin,
+        asked,
+        fs_allowed=[str(path) for path in sandbox.fs_allowed],
+        net_allowed=sandbox.net_allowed,
+        allow_subprocess=sandbox.allow_subprocess,
+        package_dir=package_dir,
+    )
+    try:
+        return grant()  # the sources matter only to the messages of a refusal:
+    except (PermissionsRefused, ValueError):
+        pass
+    return grant(source=GrantSource.of(plugin, config))  # the same refusal, naming them
+
+
+def _named(source: GrantSource | None, key: str, table_by_default: bool) -> str:
+    """``key`` with the table it was read from (``[plugins.weather.sandbox] net_allowed``);
+    without a ``source``, as the messages always named it."""
+    if source is None:
+        return f"[plugins.sandbox] {key}" if table_by_default else key
+    return f"{source.table(key)} {key}"
+
+
+def _host_rules(net_allowed: Sequence[str], source: GrantSource | None) -> list[NetworkRule]:
+    rules: list[NetworkRule] = []
+    for index, text in enumerate(net_allowed):
+        try:
+            rules.append(NetworkRule.parse(text))
+        except ValueError as exc:
+            if source is None:
+                raise ValueError(f"[plugins.sandbox] net_allowed: {exc}") from None
+            field = toml_path((*source.key("net_allowed"), index))
+            problem = Problem(field, f"got {text!r}: {exc}", "a 'host:port' pattern")
+            raise ConfigError(source.file, [problem]) from None
+    return rules
 
 
 @functools.cache

@@ -53,6 +53,7 @@ from clawhost.core.messages import Message, Response
 from clawhost.core.netrules import NetworkRule
 from clawhost.discovery.discover import DiscoveredPlugin, PluginSource
 from clawhost.discovery.manifest import Manifest
+from clawhost.errors import ClawhostError
 from clawhost.hookspecs import EVENT_HOOKS
 from clawhost.runtime.context import HostContext
 from clawhost.runtime.events import EVENT_PAYLOADS
@@ -321,11 +322,12 @@ class _Worker:
 
     async def _invoke(self, name: str, arguments: Any) -> Any:
         tool = self.host.tools.get(name)
-        values = tool.validate(arguments)  # the real pydantic model: ToolArgumentsInvalid
-        result = await self._call(
-            tool.function, operation=f"tool {name}", sync_in_thread=tool.thread, kwargs=values
+        # Validated by the real pydantic model (ToolArgumentsInvalid), and the result
+        # converted, inside the call: a validator or serializer is plugin code.
+        run = _PluginCall(
+            tool.function, f"tool {name!r}", to_wire, validate=tool.validate, arguments=arguments
         )
-        return _returned(result, f"tool {name!r}", to_wire)
+        return await self._call(run.target, operation=f"tool {name}", sync_in_thread=tool.thread)
 
     async def _event(self, message: dict[str, Any]) -> None:
         event: str = message["event"]
@@ -377,15 +379,16 @@ class _Worker:
             raise AttributeError(f"provider {name!r} has no method {method!r}")
         args = [self._argument(arg) for arg in message.get("args") or ()]
         kwargs = {key: self._argument(arg) for key, arg in (message.get("kwargs") or {}).items()}
-        result = await self._call(
-            getattr(provider, method), *args, operation=f"provider {name}.{method}", kwargs=kwargs
+        run = _PluginCall(
+            getattr(provider, method), f"provider {name!r} method {method!r}", arg_to_wire
         )
-        return _returned(result, f"provider {name!r} method {method!r}", arg_to_wire)
+        return await self._call(
+            run.target, *args, operation=f"provider {name}.{method}", kwargs=kwargs
+        )
 
     async def _admin(self, name: str, args: dict[str, Any]) -> Any:
-        handler = self.host.admin.get(name)
-        result = await self._call(handler, operation=f"admin {name}", kwargs=args)
-        return _returned(result, f"admin command {name!r}", to_wire)
+        run = _PluginCall(self.host.admin.get(name), f"admin command {name!r}", to_wire)
+        return await self._call(run.target, operation=f"admin {name}", kwargs=args)
 
     async def _channel_open(self, name: str, config: dict[str, Any]) -> int:
         factory = self.host.channels.get(name)
@@ -461,11 +464,56 @@ class _Worker:
                 failures.append(error_data(exc))
 
 
+class _PluginCall:
+    """Plugin code whose result is converted to JSON data (and, for a tool, whose arguments
+    are validated) inside the call, under its scope and CPU limit: validators and
+    serializers are plugin code. ``target``, what ``_call`` runs, is a coroutine function
+    for an async ``function`` (it stays on the loop), else a plain one."""
+
+    __slots__ = ("arguments", "convert", "function", "target", "validate", "what")
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        what: str,
+        convert: Callable[[Any], Any],
+        *,
+        validate: Callable[[Any], dict[str, Any]] | None = None,
+        arguments: Any = None,
+    ) -> None:
+        self.function, self.what, self.convert = function, what, convert
+        self.validate, self.arguments = validate, arguments
+        is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+            getattr(function, "__call__", None)  # noqa: B004 (instances with an async __call__)
+        )
+        self.target: Callable[..., Any] = self._run_async if is_async else self._run
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        if self.validate is not None:
+            kwargs = self.validate(self.arguments)
+        result = self.function(*args, **kwargs)
+        if inspect.isawaitable(result):  # a plain function that returned an awaitable
+            return self._finish(result)
+        return _returned(result, self.what, self.convert)
+
+    async def _run_async(self, *args: Any, **kwargs: Any) -> Any:
+        if self.validate is not None:
+            kwargs = self.validate(self.arguments)
+        return _returned(await self.function(*args, **kwargs), self.what, self.convert)
+
+    async def _finish(self, awaitable: Any) -> Any:
+        return _returned(await awaitable, self.what, self.convert)
+
+
 def _returned(value: Any, what: str, convert: Callable[[Any], Any]) -> Any:
-    """``value`` as JSON data for the reply; ``TypeError`` naming ``what`` returned it."""
+    """``value`` as JSON data for the reply; ``TypeError`` naming ``what`` returned it.
+    What stopped a serializer (the sandbox, a ``BaseException``) is raised as it is."""
     try:
         return convert(value)
     except TypeError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClawhostError) or (cause and not isinstance(cause, Exception)):
+            raise cause from None
         raise TypeError(f"{what} returned a value that is not JSON data: {exc}") from None
 
 

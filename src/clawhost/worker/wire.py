@@ -91,7 +91,8 @@ def to_wire(value: Any, *, lenient: bool = False) -> Any:
     try:
         return to_jsonable_python(value, fallback=_lenient if lenient else _fallback)
     except PydanticSerializationError as exc:  # pydantic wraps what the fallback raised
-        raise TypeError(str(exc)) from None
+        # What a serializer raised stays the cause (the sandbox may have stopped it).
+        raise TypeError(str(exc)) from exc.__cause__
 
 
 # -- errors -----------------------------------------------------------------------------------
