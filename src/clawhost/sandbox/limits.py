@@ -30,7 +30,8 @@ from typing import Any, NoReturn
 import anyio
 
 from clawhost.errors import PluginFailed, PluginTimeout
-from clawhost.sandbox.permissions import _CURRENT, SandboxScope
+from clawhost.sandbox import permissions as _permissions  # noqa: F401 (installs the audit hook's installer)
+from clawhost.sandbox.scope import _CURRENT, SandboxScope
 from clawhost.sandbox.watchdog import Deadline, Interrupt, Slot, claim, current_slot, local_slots
 from clawhost.sandbox.workers import Job, submit
 

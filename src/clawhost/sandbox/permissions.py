@@ -24,7 +24,6 @@ from clawhost.core.netrules import NetworkRule
 from clawhost.errors import ConfigError, PermissionsRefused, Problem
 from clawhost.sandbox import audit as _audit  # noqa: F401 (registers the audit hook's installer)
 from clawhost.sandbox.consent import KINDS, GrantSource, Kind, Permission, grant_command
-from clawhost.sandbox.scope import _CURRENT as _CURRENT  # noqa: PLC0414 (sandbox.limits reads it)
 from clawhost.sandbox.scope import (
     EffectivePermissions,
     SandboxScope,
