@@ -180,3 +180,42 @@ def test_a_corrupt_cache_file_is_ignored(site: SiteDir, cache: DiscoveryCache) -
 
     assert not result.from_cache
     assert result.names == ["sturdy"]
+
+
+def test_warm_records_are_built_on_first_use_and_survive_a_rewritten_cache_file(
+    site: SiteDir, cache: DiscoveryCache
+) -> None:
+    site.add_plugin("early")
+    age(site.root)
+    run(cache, site)
+    warm = run(cache, site)
+    assert warm.from_cache
+    assert len(warm.plugins) == 1  # answered without building a record
+
+    # Another process rewrites the cache file before this one looks at its records.
+    (cache_file,) = cache.directory.glob("discovery-*")
+    site.add_plugin("late")
+    age(site.root)
+    assert not run(cache, site).from_cache
+    assert next(cache.directory.glob("discovery-*")) == cache_file
+
+    assert [plugin.name for plugin in warm.plugins] == ["early"]
+    assert warm.plugins == tuple(warm.plugins)
+
+
+def test_cached_records_that_do_not_decode_are_found_afresh(
+    site: SiteDir, cache: DiscoveryCache
+) -> None:
+    site.add_plugin("sturdy")
+    age(site.root)
+    run(cache, site)
+    (cache_file,) = cache.directory.glob("discovery-*")
+    data = cache_file.read_bytes()
+    cache_file.write_bytes(data[:-10])  # the header is intact, the records cut short
+
+    result = run(cache, site)
+
+    assert result.from_cache
+    assert result.names == ["sturdy"]
+    assert result.plugins[0].manifest.name == "sturdy"
+    assert not cache_file.exists()  # dropped; the next discovery writes a good one

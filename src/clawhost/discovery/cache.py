@@ -20,7 +20,9 @@ edit: if anything read was modified within ``RACY_WINDOW_NS`` of the save, nothi
 saved, so an edit made in the same clock tick is never missed.
 
 The file is written with ``marshal`` (the fastest loader in the standard library, and the
-key pins the interpreter version, so the format always matches). Off switches:
+key pins the interpreter version, so the format always matches). The plugin records are
+one blob inside it, decoded on first use (``CachedPlugins``): a warm load reads the file,
+checks the stamps and copies the blob, whatever the number of plugins. Off switches:
 ``discover_plugins(cache=False)``, ``PluginHost(cache=False)``, or ``CLAWHOST_NO_CACHE=1``.
 The directory is the user's cache directory (``platformdirs``) unless
 ``CLAWHOST_CACHE_DIR`` names another.
@@ -42,15 +44,16 @@ from typing import Any
 import pydantic
 
 from clawhost._version import __version__
-from clawhost.discovery.discovered import Diagnostic, DiscoveredPlugin, DiscoveryResult
+from clawhost.discovery.discovered import CachedPlugins, Diagnostic, DiscoveryResult
 from clawhost.discovery.entrypoints import ScanStamps
 
 __all__ = ["DiscoveryCache", "cache_disabled_by_environment", "invalidate_discovery_cache"]
 
 logger = logging.getLogger("clawhost.cache")
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 RACY_WINDOW_NS = 2_000_000_000
+_MAGIC = b"clawhost-discovery\x00"
 
 
 def cache_disabled_by_environment() -> bool:
@@ -107,8 +110,8 @@ class DiscoveryCache:
         """The cached result if every stamp still matches, else ``None``."""
         file = self.file_for(group, path, dirs)
         try:
-            with open(file, "rb") as handle:
-                key, directories, files, rows, diagnostics = marshal.loads(handle.read())
+            header, rows = _read_cache_file(file)
+            key, directories, files, count, diagnostics = header
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError, TypeError) as exc:
@@ -117,7 +120,9 @@ class DiscoveryCache:
         if key != self._key(group, path, dirs) or not _stamps_match(directories, files):
             return None
         try:
-            plugins = tuple(map(DiscoveredPlugin.from_row, rows))
+            if not isinstance(count, int):
+                raise TypeError("the record count is not a number")
+            plugins = CachedPlugins(rows, count)
             found = tuple(Diagnostic.from_dict(item) for item in diagnostics)
         except (KeyError, TypeError, ValueError) as exc:
             logger.debug("ignoring malformed discovery cache %s: %s", file, exc)
@@ -143,15 +148,19 @@ class DiscoveryCache:
             self._key(group, path, dirs),
             stamps.directories,
             stamps.files,
-            [plugin.to_row() for plugin in result.plugins],
+            len(result.plugins),
             [diagnostic.to_dict() for diagnostic in result.diagnostics],
         )
+        rows = marshal.dumps([plugin.to_row() for plugin in result.plugins])
         file = self.file_for(group, path, dirs)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".discovery-")
             with os.fdopen(descriptor, "wb") as handle:
-                marshal.dump(document, handle)
+                header = marshal.dumps(document)
+                handle.write(_MAGIC + len(header).to_bytes(8, "little"))
+                handle.write(header)
+                handle.write(rows)
             os.replace(temporary, file)
         except OSError as exc:
             logger.debug("could not write discovery cache %s: %s", file, exc)
@@ -172,6 +181,29 @@ class DiscoveryCache:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _read_cache_file(file: Path) -> tuple[Any, Any]:
+    """The header of a cache file, and its plugin records still encoded.
+
+    Elsewhere than on Windows (which cannot replace a mapped file) the file is mapped, so
+    the records are read from disk only when ``CachedPlugins`` decodes them; the mapping
+    outlives a later ``os.replace`` of the file.
+    """
+    with open(file, "rb") as handle:
+        if sys.platform == "win32":
+            data: Any = memoryview(handle.read())
+        else:
+            import mmap
+
+            data = memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+    start = len(_MAGIC) + 8
+    if bytes(data[: len(_MAGIC)]) != _MAGIC:
+        raise ValueError("not a clawhost discovery cache file")
+    length = int.from_bytes(data[len(_MAGIC) : start], "little")
+    if start + length > len(data):
+        raise EOFError("truncated cache file")
+    return marshal.loads(data[start : start + length]), data[start + length :]
 
 
 def _stamps_match(directories: dict[str, int], files: dict[str, tuple[int, int]]) -> bool:

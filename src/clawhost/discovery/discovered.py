@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import enum
+import marshal
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
 __all__ = [
+    "CachedPlugins",
     "Diagnostic",
     "DiscoveredPlugin",
     "DiscoveryResult",
@@ -395,11 +398,85 @@ class DiscoveredPlugin:
         return plugin
 
 
+class CachedPlugins(Sequence[DiscoveredPlugin]):
+    """The plugins of a warm discovery: a sequence whose records are built on first use.
+
+    The cache keeps every record in one marshalled blob; loading the cache file only
+    copies it, so a warm discovery costs the same whatever the number of plugins. The
+    first access that needs a record (indexing, iterating, comparing) decodes the blob and
+    builds every ``DiscoveredPlugin`` at once; ``len`` needs none. Should the blob not
+    decode, ``rescan`` (set by ``discover_plugins``) finds the plugins afresh instead.
+    """
+
+    __slots__ = ("_blob", "_count", "_items", "_lock", "rescan")
+
+    def __init__(
+        self,
+        blob: bytes | memoryview,
+        count: int,
+        rescan: Callable[[], Sequence[DiscoveredPlugin]] | None = None,
+    ) -> None:
+        self._blob: bytes | memoryview | None = blob
+        self._count = count
+        self._items: tuple[DiscoveredPlugin, ...] | None = None
+        self._lock = threading.Lock()
+        self.rescan = rescan
+
+    def _materialize(self) -> tuple[DiscoveredPlugin, ...]:
+        items = self._items
+        if items is not None:
+            return items
+        with self._lock:
+            if self._items is None:
+                self._items = self._decode()
+                self._blob = None
+            return self._items
+
+    def _decode(self) -> tuple[DiscoveredPlugin, ...]:
+        assert self._blob is not None
+        try:
+            items = tuple(map(DiscoveredPlugin.from_row, marshal.loads(self._blob)))
+            if len(items) != self._count:
+                raise ValueError(f"{len(items)} records where the cache promised {self._count}")
+        except (EOFError, KeyError, TypeError, ValueError):
+            if self.rescan is None:
+                raise
+            items = tuple(self.rescan())
+            self._count = len(items)
+        return items
+
+    def __len__(self) -> int:
+        return self._count if self._items is None else len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._materialize()[index]
+
+    def __iter__(self) -> Iterator[DiscoveredPlugin]:
+        return iter(self._materialize())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CachedPlugins):
+            other = other._materialize()
+        if isinstance(other, tuple):
+            return self._materialize() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._materialize())
+
+    def __repr__(self) -> str:
+        return repr(self._materialize())
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveryResult:
-    """Every plugin found, every problem met, and whether the cache answered."""
+    """Every plugin found, every problem met, and whether the cache answered.
 
-    plugins: tuple[DiscoveredPlugin, ...]
+    ``plugins`` is a tuple, or for a warm discovery a ``CachedPlugins`` sequence that
+    builds its records on first use.
+    """
+
+    plugins: Sequence[DiscoveredPlugin]
     diagnostics: tuple[Diagnostic, ...]
     from_cache: bool = False
 
