@@ -111,7 +111,7 @@ class DiscoveryCache:
         file = self.file_for(group, path, dirs)
         try:
             header, rows = _read_cache_file(file)
-            key, directories, files, count, diagnostics = header
+            key, directories, files, count, diagnostics, token = header
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError, TypeError) as exc:
@@ -122,7 +122,7 @@ class DiscoveryCache:
         try:
             if not isinstance(count, int):
                 raise TypeError("the record count is not a number")
-            plugins = CachedPlugins(rows, count)
+            plugins = CachedPlugins(rows, count, token=token)
             found = tuple(Diagnostic.from_dict(item) for item in diagnostics)
         except (KeyError, TypeError, ValueError) as exc:
             logger.debug("ignoring malformed discovery cache %s: %s", file, exc)
@@ -136,8 +136,13 @@ class DiscoveryCache:
         dirs: Sequence[Path],
         result: DiscoveryResult,
         stamps: ScanStamps,
+        *,
+        token: str | None = None,
     ) -> bool:
-        """Store ``result``; returns whether it was stored (racy stamps or I/O errors skip)."""
+        """Store ``result``; returns whether it was stored (racy stamps or I/O errors skip).
+
+        ``token`` names this content (``CachedPlugins.token``); a random one by default.
+        """
         newest = max(
             [*stamps.directories.values(), *(stamp[0] for stamp in stamps.files.values()), 0]
         )
@@ -150,6 +155,7 @@ class DiscoveryCache:
             stamps.files,
             len(result.plugins),
             [diagnostic.to_dict() for diagnostic in result.diagnostics],
+            token or os.urandom(8).hex(),  # names this content: warm starts are keyed by it
         )
         rows = marshal.dumps([plugin.to_row() for plugin in result.plugins])
         file = self.file_for(group, path, dirs)
@@ -171,7 +177,10 @@ class DiscoveryCache:
         """Delete every cache file; returns how many were removed."""
         removed = 0
         try:
-            files = list(self.directory.glob("discovery-*.bin"))
+            files = [
+                *self.directory.glob("discovery-*.bin"),
+                *self.directory.glob("start-*.bin"),  # hosts' warm starts (host.warmstart)
+            ]
         except OSError:
             return 0
         for file in files:

@@ -105,7 +105,10 @@ def discover_plugins(
         scanner.add_entry_point(found)
     result = DiscoveryResult(tuple(scanner.plugins), tuple(scanner.diagnostics))
     if store is not None and stamps is not None:
-        store.save(group, search_path, plugin_dirs, result, stamps)
+        token = os.urandom(8).hex()
+        if store.save(group, search_path, plugin_dirs, result, stamps, token=token):
+            plugins = CachedPlugins.of(result.plugins, token)
+            result = DiscoveryResult(plugins, result.diagnostics)
     for diagnostic in result.diagnostics:
         log = logger.warning if diagnostic.severity == "error" else logger.info
         log("%s", diagnostic)

@@ -267,6 +267,7 @@ class DiscoveredPlugin:
 
     __slots__ = (
         "_distribution",
+        "_known",
         "_manifest",
         "_manifest_path",
         "_manifest_text",
@@ -294,6 +295,9 @@ class DiscoveredPlugin:
         self._manifest = manifest
         self._manifest_text = manifest_text
         self._distribution: DistributionInfo | Literal[False] | None = False
+        #: What a host's warm start already knows of the validated manifest, so it need
+        #: not parse it before use: (the tools declared, whether it needs eager activation).
+        self._known: tuple[tuple[str, ...], bool] | None = None
 
     @property
     def version(self) -> Version:
@@ -395,6 +399,7 @@ class DiscoveredPlugin:
         plugin._manifest = None
         plugin._manifest_text = manifest
         plugin._distribution = False
+        plugin._known = None
         return plugin
 
 
@@ -408,19 +413,32 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
     decode, ``rescan`` (set by ``discover_plugins``) finds the plugins afresh instead.
     """
 
-    __slots__ = ("_blob", "_count", "_items", "_lock", "rescan")
+    __slots__ = ("_blob", "_count", "_items", "_lock", "rescan", "token")
 
     def __init__(
         self,
         blob: bytes | memoryview,
         count: int,
         rescan: Callable[[], Sequence[DiscoveredPlugin]] | None = None,
+        *,
+        token: str | None = None,
     ) -> None:
+        #: Names the cache file's content (a new one each time it is written), so what
+        #: was worked out from these plugins can be cached under it.
+        self.token = token
         self._blob: bytes | memoryview | None = blob
         self._count = count
         self._items: tuple[DiscoveredPlugin, ...] | None = None
         self._lock = threading.Lock()
         self.rescan = rescan
+
+    @classmethod
+    def of(cls, plugins: Sequence[DiscoveredPlugin], token: str) -> CachedPlugins:
+        """Plugins already built, as the cache stored them under ``token``."""
+        built = cls(b"", len(plugins), token=token)
+        built._items = tuple(plugins)
+        built._blob = None
+        return built
 
     def _materialize(self) -> tuple[DiscoveredPlugin, ...]:
         items = self._items
@@ -443,6 +461,7 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
                 raise
             items = tuple(self.rescan())
             self._count = len(items)
+            self.token = None
         return items
 
     def __len__(self) -> int:

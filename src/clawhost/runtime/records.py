@@ -246,6 +246,10 @@ class PluginRecord:
 def needs_eager_activation(record: PluginRecord) -> bool:
     """Whether a plugin must be active from the start even with lazy activation: only
     tools can be activated on demand."""
+    plugin = record.plugin
+    known = plugin._known if plugin is not None else None
+    if known is not None:  # a warm start remembered it (clawhost.host.warmstart)
+        return known[1]
     manifest = record.manifest
     if manifest is None:
         return True
