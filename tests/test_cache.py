@@ -182,10 +182,11 @@ def test_a_corrupt_cache_file_is_ignored(site: SiteDir, cache: DiscoveryCache) -
     assert result.names == ["sturdy"]
 
 
+@pytest.mark.parametrize("padding", [0, 100_000], ids=["small file", "records left on disk"])
 def test_warm_records_are_built_on_first_use_and_survive_a_rewritten_cache_file(
-    site: SiteDir, cache: DiscoveryCache
+    site: SiteDir, cache: DiscoveryCache, padding: int
 ) -> None:
-    site.add_plugin("early")
+    site.add_plugin("early", plugin_toml=manifest("early") + "# padding\n" * (padding // 10))
     age(site.root)
     run(cache, site)
     warm = run(cache, site)
@@ -201,6 +202,7 @@ def test_warm_records_are_built_on_first_use_and_survive_a_rewritten_cache_file(
 
     assert [plugin.name for plugin in warm.plugins] == ["early"]
     assert warm.plugins == tuple(warm.plugins)
+    assert len(warm.plugins[0].manifest_path.read_text("utf-8")) > padding
 
 
 def test_cached_records_that_do_not_decode_are_found_afresh(

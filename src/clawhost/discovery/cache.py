@@ -21,8 +21,8 @@ saved, so an edit made in the same clock tick is never missed.
 
 The file is written with ``marshal`` (the fastest loader in the standard library, and the
 key pins the interpreter version, so the format always matches). The plugin records are
-one blob inside it, decoded on first use (``CachedPlugins``): a warm load reads the file,
-checks the stamps and copies the blob, whatever the number of plugins. Off switches:
+one blob at its end, read and decoded on first use (``CachedPlugins``): a warm load reads
+the header, checks the stamps and leaves the records on disk, whatever their number. Off switches:
 ``discover_plugins(cache=False)``, ``PluginHost(cache=False)``, or ``CLAWHOST_NO_CACHE=1``.
 The directory is the user's cache directory (``platformdirs``) unless
 ``CLAWHOST_CACHE_DIR`` names another.
@@ -37,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ import pydantic
 
 from clawhost._version import __version__
 from clawhost.discovery.discovered import CachedPlugins, Diagnostic, DiscoveryResult
-from clawhost.discovery.entrypoints import ScanStamps
+from clawhost.discovery.entrypoints import ScanStamps, read_descriptor
 
 __all__ = ["DiscoveryCache", "cache_disabled_by_environment", "invalidate_discovery_cache"]
 
@@ -53,6 +54,7 @@ logger = logging.getLogger("clawhost.cache")
 
 CACHE_FORMAT = 3
 RACY_WINDOW_NS = 2_000_000_000
+_FIRST_READ = 1 << 16
 _MAGIC = b"clawhost-discovery\x00"
 
 
@@ -118,6 +120,8 @@ class DiscoveryCache:
             logger.debug("ignoring unreadable discovery cache %s: %s", file, exc)
             return None
         if key != self._key(group, path, dirs) or not _stamps_match(directories, files):
+            if isinstance(rows, _Deferred):
+                rows.close()
             return None
         try:
             if not isinstance(count, int):
@@ -192,27 +196,67 @@ class DiscoveryCache:
         return removed
 
 
-def _read_cache_file(file: Path) -> tuple[Any, Any]:
+def _read_cache_file(file: Path) -> tuple[Any, bytes | _Deferred]:
     """The header of a cache file, and its plugin records still encoded.
 
-    Elsewhere than on Windows (which cannot replace a mapped file) the file is mapped, so
-    the records are read from disk only when ``CachedPlugins`` decodes them; the mapping
-    outlives a later ``os.replace`` of the file.
+    The first read takes the header (and, for a small file, everything). The rest is left
+    on disk, open, until ``CachedPlugins`` decodes it (``_Deferred``): the descriptor keeps
+    reading this version of the file even if another process replaces it meanwhile.
     """
-    with open(file, "rb") as handle:
-        if sys.platform == "win32":
-            data: Any = memoryview(handle.read())
+    descriptor = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    handed_over = False
+    try:
+        size = os.fstat(descriptor).st_size
+        pread = getattr(os, "pread", None)
+        if pread is None:  # Windows: read it all
+            head = read_descriptor(descriptor, size + 1)
         else:
-            import mmap
+            head = pread(descriptor, min(size, _FIRST_READ), 0)
+        start = len(_MAGIC) + 8
+        if head[: len(_MAGIC)] != _MAGIC or len(head) < start:
+            raise ValueError("not a clawhost discovery cache file")
+        end = start + int.from_bytes(head[len(_MAGIC) : start], "little")
+        if end > size:
+            raise EOFError("truncated cache file")
+        if end > len(head):
+            assert pread is not None
+            head += pread(descriptor, end - len(head), len(head))
+        header = marshal.loads(head[start:end])
+        if size <= len(head):
+            return header, head[end:]
+        handed_over = True
+        return header, _Deferred(descriptor, end, size - end)
+    finally:
+        if not handed_over:
+            os.close(descriptor)
 
-            data = memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
-    start = len(_MAGIC) + 8
-    if bytes(data[: len(_MAGIC)]) != _MAGIC:
-        raise ValueError("not a clawhost discovery cache file")
-    length = int.from_bytes(data[len(_MAGIC) : start], "little")
-    if start + length > len(data):
-        raise EOFError("truncated cache file")
-    return marshal.loads(data[start : start + length]), data[start + length :]
+
+class _Deferred:
+    """The records of a cache file, read from its open descriptor when first needed."""
+
+    def __init__(self, descriptor: int, offset: int, size: int) -> None:
+        self._descriptor = descriptor
+        self._offset = offset
+        self._size = size
+        self._close = weakref.finalize(self, os.close, descriptor)
+
+    def close(self) -> None:
+        self._close()
+
+    def __call__(self) -> bytes:
+        try:
+            chunks = []
+            offset, left = self._offset, self._size
+            while left:
+                chunk = os.pread(self._descriptor, left, offset)
+                if not chunk:
+                    raise EOFError("the cache file was cut short")
+                chunks.append(chunk)
+                offset += len(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            self.close()
 
 
 def _stamps_match(directories: dict[str, int], files: dict[str, tuple[int, int]]) -> bool:

@@ -417,7 +417,7 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
 
     def __init__(
         self,
-        blob: bytes | memoryview,
+        blob: bytes | Callable[[], bytes],
         count: int,
         rescan: Callable[[], Sequence[DiscoveredPlugin]] | None = None,
         *,
@@ -426,7 +426,7 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
         #: Names the cache file's content (a new one each time it is written), so what
         #: was worked out from these plugins can be cached under it.
         self.token = token
-        self._blob: bytes | memoryview | None = blob
+        self._blob: bytes | Callable[[], bytes] | None = blob
         self._count = count
         self._items: tuple[DiscoveredPlugin, ...] | None = None
         self._lock = threading.Lock()
@@ -451,12 +451,14 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
             return self._items
 
     def _decode(self) -> tuple[DiscoveredPlugin, ...]:
-        assert self._blob is not None
+        blob = self._blob
+        assert blob is not None
         try:
-            items = tuple(map(DiscoveredPlugin.from_row, marshal.loads(self._blob)))
+            data = blob if isinstance(blob, bytes) else blob()
+            items = tuple(map(DiscoveredPlugin.from_row, marshal.loads(data)))
             if len(items) != self._count:
                 raise ValueError(f"{len(items)} records where the cache promised {self._count}")
-        except (EOFError, KeyError, TypeError, ValueError):
+        except (EOFError, KeyError, OSError, TypeError, ValueError):
             if self.rescan is None:
                 raise
             items = tuple(self.rescan())
@@ -505,7 +507,8 @@ class DiscoveryResult:
         for plugin in self.plugins:
             grouped.setdefault(plugin.name, []).append(plugin)
         for candidates in grouped.values():
-            candidates.sort(key=lambda plugin: plugin.version, reverse=True)
+            if len(candidates) > 1:  # one version needs no sorting, nor its version parsed
+                candidates.sort(key=lambda plugin: plugin.version, reverse=True)
         return grouped
 
     @property

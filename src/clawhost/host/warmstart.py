@@ -71,6 +71,7 @@ logger = logging.getLogger("clawhost.cache")
 
 FORMAT = 1
 S = PluginState
+_NONE: frozenset[str] = frozenset()
 
 
 def _locate(host: HostStages) -> tuple[Path, tuple[Any, ...]] | None:
@@ -138,7 +139,7 @@ def recall(host: HostStages) -> Resolution | None:
         chosen[name] = match[0]
     plan = ActivationPlan(
         tuple(map(tuple, levels)),
-        MappingProxyType({name: frozenset(deps) for name, deps in requirements}),
+        MappingProxyType({name: frozenset(deps) if deps else _NONE for name, deps in requirements}),
     )
     if set(plan.order) != set(chosen):
         return None
