@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clawhost._version import __version__
-from clawhost.core.state import PluginState
+from clawhost.core.state import PluginState, check_transition
 from clawhost.resolution.plan import ActivationPlan
 from clawhost.resolution.resolve import Resolution
 from clawhost.runtime.records import needs_eager_activation
@@ -143,20 +143,22 @@ def recall(host: HostStages) -> Resolution | None:
     )
     if set(plan.order) != set(chosen):
         return None
-    tools = host.tools
+    declare = host.tools.declare
     elapsed = time.perf_counter() - started
     for name, disabled, _version, declared, eager in rows:
         if disabled:
             continue
         record, candidate = records[name], chosen[name]
-        candidate._known = (tuple(declared), eager)
-        record.move(S.LOADED)
-        host._eligible[name] = list(record.candidates)
-        record.time("load", 0.0)
+        candidate._known = known = (tuple(declared), eager)
+        # DISCOVERED -> LOADED -> RESOLVED, as a full resolve moves it; every candidate
+        # stays eligible (no ``_eligible`` entry means all of them).
+        check_transition(name, record.state, S.LOADED)
+        record.state = S.RESOLVED
+        record.failure = None
         record.selected = candidate
-        record.move(S.RESOLVED)
-        record.time("resolve", elapsed)
-        tools.declare(name, candidate._known[0])
+        record.timings["load"] = 0.0
+        record.timings["resolve"] = elapsed
+        declare(name, known[0])
     logger.debug("load and resolve answered from the warm start %s", file)
     return Resolution(
         selected=MappingProxyType({name: chosen[name] for name in plan.order}),
