@@ -190,8 +190,7 @@ def test_warm_records_are_built_on_first_use_and_survive_a_rewritten_cache_file(
     age(site.root)
     run(cache, site)
     warm = run(cache, site)
-    assert warm.from_cache
-    assert len(warm.plugins) == 1  # answered without building a record
+    assert warm.from_cache  # answered without building a record: they are built below
 
     # Another process rewrites the cache file before this one looks at its records.
     (cache_file,) = cache.directory.glob("discovery-*")

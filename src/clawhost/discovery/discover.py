@@ -91,9 +91,9 @@ def discover_plugins(
     if store is not None:
         cached = store.load(group, search_path, plugin_dirs)
         if cached is not None:
-            logger.debug("discovery answered from cache: %d plugins", len(cached.plugins))
-            if isinstance(cached.plugins, CachedPlugins):
-                cached.plugins.rescan = functools.partial(
+            logger.debug("discovery answered from cache")  # its records are built on use
+            if cached._source is not None:
+                cached._source.rescan = functools.partial(
                     _rescan, store, group, search_path, plugin_dirs
                 )
             return cached

@@ -9,8 +9,8 @@ import enum
 import marshal
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -403,14 +403,14 @@ class DiscoveredPlugin:
         return plugin
 
 
-class CachedPlugins(Sequence[DiscoveredPlugin]):
-    """The plugins of a warm discovery: a sequence whose records are built on first use.
+class CachedPlugins:
+    """The plugins of a warm discovery, built on first use (``DiscoveryResult.plugins``).
 
-    The cache keeps every record in one marshalled blob; loading the cache file only
-    copies it, so a warm discovery costs the same whatever the number of plugins. The
-    first access that needs a record (indexing, iterating, comparing) decodes the blob and
-    builds every ``DiscoveredPlugin`` at once; ``len`` needs none. Should the blob not
-    decode, ``rescan`` (set by ``discover_plugins``) finds the plugins afresh instead.
+    The cache keeps every record in one marshalled blob; loading the cache file leaves it
+    on disk, so a warm discovery costs the same whatever the number of plugins. The first
+    read of ``plugins`` decodes the blob and builds every ``DiscoveredPlugin`` at once.
+    Should the blob not decode, ``rescan`` (set by ``discover_plugins``) finds the
+    plugins afresh instead.
     """
 
     __slots__ = ("_blob", "_count", "_items", "_lock", "rescan", "token")
@@ -462,44 +462,79 @@ class CachedPlugins(Sequence[DiscoveredPlugin]):
             if self.rescan is None:
                 raise
             items = tuple(self.rescan())
-            self._count = len(items)
             self.token = None
         return items
 
-    def __len__(self) -> int:
-        return self._count if self._items is None else len(self._items)
 
-    def __getitem__(self, index: Any) -> Any:
-        return self._materialize()[index]
-
-    def __iter__(self) -> Iterator[DiscoveredPlugin]:
-        return iter(self._materialize())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, CachedPlugins):
-            other = other._materialize()
-        if isinstance(other, tuple):
-            return self._materialize() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._materialize())
-
-    def __repr__(self) -> str:
-        return repr(self._materialize())
-
-
-@dataclass(frozen=True, slots=True)
 class DiscoveryResult:
     """Every plugin found, every problem met, and whether the cache answered.
 
-    ``plugins`` is a tuple, or for a warm discovery a ``CachedPlugins`` sequence that
-    builds its records on first use.
+    Immutable. For a warm discovery the plugin records stay encoded until ``plugins`` is
+    first read, which builds them all; ``plugins`` is always a tuple.
     """
 
-    plugins: Sequence[DiscoveredPlugin]
+    __slots__ = ("_plugins", "_source", "diagnostics", "from_cache")
+
+    _plugins: tuple[DiscoveredPlugin, ...] | None
+    _source: CachedPlugins | None
     diagnostics: tuple[Diagnostic, ...]
-    from_cache: bool = False
+    from_cache: bool
+
+    def __init__(
+        self,
+        plugins: Sequence[DiscoveredPlugin] | CachedPlugins,
+        diagnostics: tuple[Diagnostic, ...],
+        from_cache: bool = False,
+    ) -> None:
+        setter = object.__setattr__
+        if isinstance(plugins, CachedPlugins):
+            setter(self, "_source", plugins)
+            setter(self, "_plugins", None)
+        else:
+            setter(self, "_source", None)
+            setter(self, "_plugins", tuple(plugins))
+        setter(self, "diagnostics", diagnostics)
+        setter(self, "from_cache", from_cache)
+
+    @property
+    def plugins(self) -> tuple[DiscoveredPlugin, ...]:
+        """Every plugin version found (built on first use when the cache answered)."""
+        plugins: tuple[DiscoveredPlugin, ...] | None = self._plugins
+        if plugins is None:
+            assert self._source is not None
+            plugins = self._source._materialize()
+            object.__setattr__(self, "_plugins", plugins)
+        return plugins
+
+    @property
+    def token(self) -> str | None:
+        """Names the cache file's content when the cache answered or was written, else
+        ``None``: what is worked out from these plugins can be cached under it."""
+        return self._source.token if self._source is not None else None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.plugins, self.diagnostics, self.from_cache)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, DiscoveryResult)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"DiscoveryResult(plugins={self.plugins!r}, diagnostics={self.diagnostics!r}, "
+            f"from_cache={self.from_cache!r})"
+        )
 
     def versions(self) -> dict[str, list[DiscoveredPlugin]]:
         """Plugins by name, each list newest version first."""

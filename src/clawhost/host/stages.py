@@ -202,7 +202,7 @@ class HostStages:
             (*self._memory, *found.plugins), found.diagnostics, found.from_cache
         )
         self._discovery = result
-        self._discovery_token = getattr(found.plugins, "token", None)
+        self._discovery_token = found.token
         self.diagnostics = list(result.diagnostics)
         for name, candidates in result.versions().items():
             record = self._records.get(name)
