@@ -23,8 +23,25 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
+
+def _clawhost_root() -> str | None:
+    """The folder the parent imports clawhost from, when it is a source tree (a checkout
+    run with ``PYTHONPATH=src``): children are isolated (``-I``) and would otherwise get
+    whatever clawhost the interpreter has installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("clawhost")
+    if spec is None or spec.origin is None:
+        return None
+    root = str(Path(spec.origin).parent.parent)
+    return None if "site-packages" in root else root
+
+
 # Child prologue: the operation's code sets OP_START/OP_END; the epilogue prints the timings.
-_PROLOGUE = "import time as _t\n_T0 = _t.perf_counter()\n"
+_ROOT = _clawhost_root()
+_PROLOGUE = "import time as _t\n_T0 = _t.perf_counter()\n" + (
+    f"import sys as _s\n_s.path.insert(0, {_ROOT!r})\n" if _ROOT else ""
+)
 _EPILOGUE = (
     "\nimport json as _j\n"
     "print('@@BENCH@@' + _j.dumps({'import_ms': (OP_START - _T0) * 1e3, "

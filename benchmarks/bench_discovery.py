@@ -2,7 +2,7 @@
 
 Baseline: ``importlib.metadata.entry_points(group=...)`` on the same path, which finds the
 entry points but reads no manifest. Targets: cold within 1.2x of it; warm under 5 ms at
-N = 1000 and flat in N.
+N >= 1000 and flat in N (within 2x of the smallest N, up to N = 5000).
 """
 
 from __future__ import annotations
@@ -115,18 +115,27 @@ def run(sizes: Sequence[int], repeats: int) -> list[Row]:
             )
         )
         warm_by_n[n] = warm.op_ms
-        flat = warm.op_ms / warm_by_n[min(warm_by_n)]
+        smallest = min(warm_by_n)
+        flat = warm.op_ms / warm_by_n[smallest]
+        targets = [] if n == smallest else ["<= 2x"]
+        met = [] if n == smallest else [flat <= 2]
+        if n >= 1000:
+            targets.append("< 5 ms")
+            met.append(warm.op_ms < 5)
         rows.append(
             Row(
                 "discovery",
                 n,
                 "clawhost warm cache",
                 warm.op_ms,
-                baseline=f"warm N={min(warm_by_n)}",
+                baseline=f"warm N={smallest}",
                 ratio=flat,
-                target="< 5 ms" if n >= 1000 else None,
-                met=warm.op_ms < 5 if n >= 1000 else None,
-                note=f"first use of every cached manifest adds {warm.extra['manifests_ms']:.1f} ms",
+                target=", ".join(targets) or None,
+                met=all(met) if met else None,
+                note=(
+                    "records are built on first use: building them and parsing every "
+                    f"manifest then takes {warm.extra['manifests_ms']:.1f} ms"
+                ),
             )
         )
     return rows

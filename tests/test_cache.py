@@ -180,3 +180,43 @@ def test_a_corrupt_cache_file_is_ignored(site: SiteDir, cache: DiscoveryCache) -
 
     assert not result.from_cache
     assert result.names == ["sturdy"]
+
+
+@pytest.mark.parametrize("padding", [0, 100_000], ids=["small file", "records left on disk"])
+def test_warm_records_are_built_on_first_use_and_survive_a_rewritten_cache_file(
+    site: SiteDir, cache: DiscoveryCache, padding: int
+) -> None:
+    site.add_plugin("early", plugin_toml=manifest("early") + "# padding\n" * (padding // 10))
+    age(site.root)
+    run(cache, site)
+    warm = run(cache, site)
+    assert warm.from_cache  # answered without building a record: they are built below
+
+    # Another process rewrites the cache file before this one looks at its records.
+    (cache_file,) = cache.directory.glob("discovery-*")
+    site.add_plugin("late")
+    age(site.root)
+    assert not run(cache, site).from_cache
+    assert next(cache.directory.glob("discovery-*")) == cache_file
+
+    assert [plugin.name for plugin in warm.plugins] == ["early"]
+    assert warm.plugins == tuple(warm.plugins)
+    assert len(warm.plugins[0].manifest_path.read_text("utf-8")) > padding
+
+
+def test_cached_records_that_do_not_decode_are_found_afresh(
+    site: SiteDir, cache: DiscoveryCache
+) -> None:
+    site.add_plugin("sturdy")
+    age(site.root)
+    run(cache, site)
+    (cache_file,) = cache.directory.glob("discovery-*")
+    data = cache_file.read_bytes()
+    cache_file.write_bytes(data[:-10])  # the header is intact, the records cut short
+
+    result = run(cache, site)
+
+    assert result.from_cache
+    assert result.names == ["sturdy"]
+    assert result.plugins[0].manifest.name == "sturdy"
+    assert not cache_file.exists()  # dropped; the next discovery writes a good one

@@ -15,6 +15,7 @@ plugin, the source, the stage and the problem, and never stops the other plugins
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from clawhost.core.versions import InvalidRequirementText, parse_version
 from clawhost.discovery.discovered import (
+    CachedPlugins,
     Diagnostic,
     DiscoveredPlugin,
     DiscoveryResult,
@@ -89,7 +91,11 @@ def discover_plugins(
     if store is not None:
         cached = store.load(group, search_path, plugin_dirs)
         if cached is not None:
-            logger.debug("discovery answered from cache: %d plugins", len(cached.plugins))
+            logger.debug("discovery answered from cache")  # its records are built on use
+            if cached._source is not None:
+                cached._source.rescan = functools.partial(
+                    _rescan, store, group, search_path, plugin_dirs
+                )
             return cached
     stamps = ScanStamps() if store is not None else None
     scanner = _Scanner(stamps)
@@ -99,11 +105,23 @@ def discover_plugins(
         scanner.add_entry_point(found)
     result = DiscoveryResult(tuple(scanner.plugins), tuple(scanner.diagnostics))
     if store is not None and stamps is not None:
-        store.save(group, search_path, plugin_dirs, result, stamps)
+        token = os.urandom(8).hex()
+        if store.save(group, search_path, plugin_dirs, result, stamps, token=token):
+            plugins = CachedPlugins.of(result.plugins, token)
+            result = DiscoveryResult(plugins, result.diagnostics)
     for diagnostic in result.diagnostics:
         log = logger.warning if diagnostic.severity == "error" else logger.info
         log("%s", diagnostic)
     return result
+
+
+def _rescan(
+    store: DiscoveryCache, group: str, path: list[str], dirs: list[Path]
+) -> Sequence[DiscoveredPlugin]:
+    """The plugins found afresh, when a cache file's records turn out not to decode."""
+    logger.debug("discovery cache records did not decode; scanning afresh")
+    store.file_for(group, path, dirs).unlink(missing_ok=True)
+    return discover_plugins(group=group, path=path, dirs=dirs, cache=False).plugins
 
 
 def _cache_from(cache: DiscoveryCache | bool) -> DiscoveryCache | None:

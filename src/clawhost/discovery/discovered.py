@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import enum
+import marshal
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
 __all__ = [
+    "CachedPlugins",
     "Diagnostic",
     "DiscoveredPlugin",
     "DiscoveryResult",
@@ -264,6 +267,7 @@ class DiscoveredPlugin:
 
     __slots__ = (
         "_distribution",
+        "_known",
         "_manifest",
         "_manifest_path",
         "_manifest_text",
@@ -291,6 +295,9 @@ class DiscoveredPlugin:
         self._manifest = manifest
         self._manifest_text = manifest_text
         self._distribution: DistributionInfo | Literal[False] | None = False
+        #: What a host's warm start already knows of the validated manifest, so it need
+        #: not parse it before use: (the tools declared, whether it needs eager activation).
+        self._known: tuple[tuple[str, ...], bool] | None = None
 
     @property
     def version(self) -> Version:
@@ -392,16 +399,142 @@ class DiscoveredPlugin:
         plugin._manifest = None
         plugin._manifest_text = manifest
         plugin._distribution = False
+        plugin._known = None
         return plugin
 
 
-@dataclass(frozen=True, slots=True)
-class DiscoveryResult:
-    """Every plugin found, every problem met, and whether the cache answered."""
+class CachedPlugins:
+    """The plugins of a warm discovery, built on first use (``DiscoveryResult.plugins``).
 
-    plugins: tuple[DiscoveredPlugin, ...]
+    The cache keeps every record in one marshalled blob; loading the cache file leaves it
+    on disk, so a warm discovery costs the same whatever the number of plugins. The first
+    read of ``plugins`` decodes the blob and builds every ``DiscoveredPlugin`` at once.
+    Should the blob not decode, ``rescan`` (set by ``discover_plugins``) finds the
+    plugins afresh instead.
+    """
+
+    __slots__ = ("_blob", "_count", "_items", "_lock", "rescan", "token")
+
+    def __init__(
+        self,
+        blob: bytes | Callable[[], bytes],
+        count: int,
+        rescan: Callable[[], Sequence[DiscoveredPlugin]] | None = None,
+        *,
+        token: str | None = None,
+    ) -> None:
+        #: Names the cache file's content (a new one each time it is written), so what
+        #: was worked out from these plugins can be cached under it.
+        self.token = token
+        self._blob: bytes | Callable[[], bytes] | None = blob
+        self._count = count
+        self._items: tuple[DiscoveredPlugin, ...] | None = None
+        self._lock = threading.Lock()
+        self.rescan = rescan
+
+    @classmethod
+    def of(cls, plugins: Sequence[DiscoveredPlugin], token: str) -> CachedPlugins:
+        """Plugins already built, as the cache stored them under ``token``."""
+        built = cls(b"", len(plugins), token=token)
+        built._items = tuple(plugins)
+        built._blob = None
+        return built
+
+    def _materialize(self) -> tuple[DiscoveredPlugin, ...]:
+        items = self._items
+        if items is not None:
+            return items
+        with self._lock:
+            if self._items is None:
+                self._items = self._decode()
+                self._blob = None
+            return self._items
+
+    def _decode(self) -> tuple[DiscoveredPlugin, ...]:
+        blob = self._blob
+        assert blob is not None
+        try:
+            data = blob if isinstance(blob, bytes) else blob()
+            items = tuple(map(DiscoveredPlugin.from_row, marshal.loads(data)))
+            if len(items) != self._count:
+                raise ValueError(f"{len(items)} records where the cache promised {self._count}")
+        except (EOFError, KeyError, OSError, TypeError, ValueError):
+            if self.rescan is None:
+                raise
+            items = tuple(self.rescan())
+            self.token = None
+        return items
+
+
+class DiscoveryResult:
+    """Every plugin found, every problem met, and whether the cache answered.
+
+    Immutable. For a warm discovery the plugin records stay encoded until ``plugins`` is
+    first read, which builds them all; ``plugins`` is always a tuple.
+    """
+
+    __slots__ = ("_plugins", "_source", "diagnostics", "from_cache")
+
+    _plugins: tuple[DiscoveredPlugin, ...] | None
+    _source: CachedPlugins | None
     diagnostics: tuple[Diagnostic, ...]
-    from_cache: bool = False
+    from_cache: bool
+
+    def __init__(
+        self,
+        plugins: Sequence[DiscoveredPlugin] | CachedPlugins,
+        diagnostics: tuple[Diagnostic, ...],
+        from_cache: bool = False,
+    ) -> None:
+        setter = object.__setattr__
+        if isinstance(plugins, CachedPlugins):
+            setter(self, "_source", plugins)
+            setter(self, "_plugins", None)
+        else:
+            setter(self, "_source", None)
+            setter(self, "_plugins", tuple(plugins))
+        setter(self, "diagnostics", diagnostics)
+        setter(self, "from_cache", from_cache)
+
+    @property
+    def plugins(self) -> tuple[DiscoveredPlugin, ...]:
+        """Every plugin version found (built on first use when the cache answered)."""
+        plugins: tuple[DiscoveredPlugin, ...] | None = self._plugins
+        if plugins is None:
+            assert self._source is not None
+            plugins = self._source._materialize()
+            object.__setattr__(self, "_plugins", plugins)
+        return plugins
+
+    @property
+    def token(self) -> str | None:
+        """Names the cache file's content when the cache answered or was written, else
+        ``None``: what is worked out from these plugins can be cached under it."""
+        return self._source.token if self._source is not None else None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.plugins, self.diagnostics, self.from_cache)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, DiscoveryResult)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"DiscoveryResult(plugins={self.plugins!r}, diagnostics={self.diagnostics!r}, "
+            f"from_cache={self.from_cache!r})"
+        )
 
     def versions(self) -> dict[str, list[DiscoveredPlugin]]:
         """Plugins by name, each list newest version first."""
@@ -409,7 +542,8 @@ class DiscoveryResult:
         for plugin in self.plugins:
             grouped.setdefault(plugin.name, []).append(plugin)
         for candidates in grouped.values():
-            candidates.sort(key=lambda plugin: plugin.version, reverse=True)
+            if len(candidates) > 1:  # one version needs no sorting, nor its version parsed
+                candidates.sort(key=lambda plugin: plugin.version, reverse=True)
         return grouped
 
     @property

@@ -109,6 +109,8 @@ class HostStages:
         self._manager = new_plugin_manager()
         self._memory: list[DiscoveredPlugin] = []
         self._discovery: DiscoveryResult | None = None
+        #: Names the cached discovery's content (``CachedPlugins.token``), else ``None``.
+        self._discovery_token: str | None = None
         self._resolution: Resolution | None = None
         self._eligible: dict[str, list[DiscoveredPlugin]] = {}
         # Effective permissions granted at load, by (plugin, version): reused at activation.
@@ -200,12 +202,14 @@ class HostStages:
             (*self._memory, *found.plugins), found.diagnostics, found.from_cache
         )
         self._discovery = result
+        self._discovery_token = found.token
         self.diagnostics = list(result.diagnostics)
         for name, candidates in result.versions().items():
             record = self._records.get(name)
-            settings = self.config.settings_for(name)
+            settings = self.config.plugins.plugin_settings.get(name)  # None: the defaults
             if record is None:
-                self._records[name] = PluginRecord(name, candidates, enabled=settings.enabled)
+                enabled = settings.enabled if settings is not None else True
+                self._records[name] = PluginRecord(name, candidates, enabled=enabled)
             elif record.state not in (S.ACTIVE, S.ACTIVATING, S.DEACTIVATING):
                 record.candidates = sorted(
                     candidates, key=lambda plugin: plugin.version, reverse=True
@@ -282,10 +286,22 @@ class HostStages:
         active plugins keep the version they run, and so do those in ``extra_pins``
         (name -> version; hot reload keeps a reloading plugin's dependents that way).
         """
+        from clawhost.host import warmstart
         from clawhost.resolution.resolve import resolve_plan
 
         if self._discovery is None:
             self.discover()
+        # A first resolve with inputs unchanged since the last clean one is answered from
+        # the outcome stored then (clawhost.host.warmstart), without parsing a manifest.
+        first = not extra_pins and all(
+            record.state in (S.DISCOVERED, S.DISABLED) for record in self._records.values()
+        )
+        if first:
+            warm = warmstart.recall(self)
+            if warm is not None:
+                self._resolution = warm
+                logger.info("Resolved %d plugin(s) from the warm start", len(warm.selected))
+                return warm
         for record in self._records.values():
             if record.state is S.DISCOVERED:
                 self._load(record)
@@ -338,4 +354,6 @@ class HostStages:
             elapsed * 1e3,
             f"; {len(resolution.failures)} could not be resolved" if resolution.failures else "",
         )
+        if first:
+            warmstart.remember(self, resolution)
         return resolution

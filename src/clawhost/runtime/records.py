@@ -159,7 +159,12 @@ class PluginRecord:
         self, name: str, candidates: list[DiscoveredPlugin], *, enabled: bool = True
     ) -> None:
         self.name = name
-        self.candidates = sorted(candidates, key=lambda plugin: plugin.version, reverse=True)
+        # One version needs no sorting, nor its version parsed (a warm start does neither).
+        self.candidates = (
+            sorted(candidates, key=lambda plugin: plugin.version, reverse=True)
+            if len(candidates) > 1
+            else list(candidates)
+        )
         self.selected: DiscoveredPlugin | None = None
         self.state = PluginState.DISCOVERED if enabled else PluginState.DISABLED
         self.failure: Failure | None = None
@@ -176,7 +181,7 @@ class PluginRecord:
         self.limiter: Any = None
         self.timeout: float | None = None
         self.gate = CallGate()
-        self.lock = anyio.Lock()
+        self._lock: anyio.Lock | None = None
         self.activated_at: float | None = None
         #: How many times the host started it again after its worker died, and when
         #: (``time.time()``) it will try next, if it will (``restart = true``).
@@ -186,6 +191,15 @@ class PluginRecord:
     def __repr__(self) -> str:
         version = self.version or "?"
         return f"<PluginRecord {self.name} {version} {self.state.name}>"
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Held while the plugin activates, deactivates or reloads. Made on first use: a
+        host may hold thousands of records whose plugins never activate."""
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = anyio.Lock()
+        return lock
 
     @property
     def plugin(self) -> DiscoveredPlugin | None:
@@ -246,6 +260,10 @@ class PluginRecord:
 def needs_eager_activation(record: PluginRecord) -> bool:
     """Whether a plugin must be active from the start even with lazy activation: only
     tools can be activated on demand."""
+    plugin = record.plugin
+    known = plugin._known if plugin is not None else None
+    if known is not None:  # a warm start remembered it (clawhost.host.warmstart)
+        return known[1]
     manifest = record.manifest
     if manifest is None:
         return True
