@@ -23,8 +23,20 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
+
+def _source_prologue() -> str:
+    """A child runs with ``-I`` (no ``PYTHONPATH``): when the parent imports clawhost from a
+    ``PYTHONPATH`` entry (a source checkout), the child is given that entry first too, so a
+    run from a work tree measures that tree's code, not whatever copy is installed."""
+    entries = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    for entry in entries:
+        if (Path(entry) / "clawhost" / "__init__.py").is_file():
+            return f"import sys as _s\n_s.path.insert(0, {os.path.abspath(entry)!r})\n"
+    return ""
+
+
 # Child prologue: the operation's code sets OP_START/OP_END; the epilogue prints the timings.
-_PROLOGUE = "import time as _t\n_T0 = _t.perf_counter()\n"
+_PROLOGUE = _source_prologue() + "import time as _t\n_T0 = _t.perf_counter()\n"
 _EPILOGUE = (
     "\nimport json as _j\n"
     "print('@@BENCH@@' + _j.dumps({'import_ms': (OP_START - _T0) * 1e3, "

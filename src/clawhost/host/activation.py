@@ -30,7 +30,7 @@ from clawhost.host.stages import HostStages, _reason
 from clawhost.reload.modules import forget_modules
 from clawhost.runtime.context import HostContext
 from clawhost.runtime.hostguard import call_plugin_code, monitored
-from clawhost.runtime.loader import import_plugin, register
+from clawhost.runtime.loader import import_plugin, register, unregister
 from clawhost.runtime.records import (
     PluginRecord,
     needs_eager_activation,
@@ -263,8 +263,7 @@ class HostActivation(HostStages):
                         "Plugin %r: a cleanup failed during rollback: %s", record.name, _reason(exc)
                     )
         self._context.remove_owner(record.name)
-        if self._manager.has_plugin(record.name):
-            self._manager.unregister(name=record.name)
+        unregister(self._manager, record.name)
         record.target, record.context, record.hooks = None, None, {}
         if forget:
             forget_modules(record)
