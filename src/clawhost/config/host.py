@@ -147,7 +147,9 @@ class HostConfig(Section):
     def sandbox_for(self, plugin: str) -> SandboxConfig:
         """``[plugins.sandbox]`` with the plugin's ``[plugins.<plugin>.sandbox]`` applied
         (and its ``[plugins.<plugin>] isolation``, which is the same setting)."""
-        settings = self.settings_for(plugin)
+        settings = self.plugins.plugin_settings.get(plugin)
+        if settings is None:  # no [plugins.<plugin>]: the defaults, as they are (frozen)
+            return self.plugins.sandbox
         sandbox = settings.sandbox.apply_to(self.plugins.sandbox)
         if settings.isolation is not None and settings.isolation != sandbox.isolation:
             sandbox = sandbox.model_copy(update={"isolation": settings.isolation})
