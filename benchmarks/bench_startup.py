@@ -7,7 +7,10 @@ instantiates its class), cold and with stevedore's entry-point cache warm, and p
 ``load_setuptools_entrypoints`` (imports and registers every plugin). clawhost's eager
 start-up does all of that and more (manifests, resolution, the activate hooks under each
 plugin's limits); its lazy start-up activates nothing that only offers tools, so it should
-not grow with N: target within 2x of the smallest N, up to N = 5000.
+not grow with N: target within 2x of the smallest N, up to N = 5000. The floor of eager
+start-up is the bare import of the same plugin modules (``importlib.import_module`` in a
+loop, instantiating each entry point's class), in the same kind of process with clawhost
+already imported: what any loader must at least pay.
 
 Case 3 times ``python -c "import clawhost"`` against ``python -c "pass"`` and
 ``python -c "import importlib.metadata"``.
@@ -52,6 +55,18 @@ OP_START = _t.perf_counter()
 loaded = manager.load_setuptools_entrypoints({group!r})
 OP_END = _t.perf_counter()
 EXTRA = {{"plugins": loaded}}
+"""
+
+FLOOR = """
+import sys, importlib
+sys.path.insert(0, {site!r})
+import clawhost
+clawhost.hookimpl, clawhost.tool  # imports, untimed (the plugins' own imports)
+names = [f"clawdesk_plugin_bench{{index:05d}}" for index in range({n})]  # fakes.plugin_name
+OP_START = _t.perf_counter()
+objects = [importlib.import_module(name).Plugin() for name in names]
+OP_END = _t.perf_counter()
+EXTRA = {{"plugins": len(objects)}}
 """
 
 CLAWHOST = """
@@ -101,10 +116,12 @@ def run(sizes: Sequence[int], repeats: int) -> list[Row]:
             stevedore_cache = str(Path(tmp) / "stevedore-cache")
             discovery_cache = str(Path(tmp) / "discovery-cache")
             common = {"site": site, "group": GROUP}
+            # the priming runs also write every plugin's bytecode, so no timed run does
             measure({"prime": STEVEDORE.format(**common, cache=stevedore_cache, clear=True)}, 1)
             _prime_discovery(site, discovery_cache)
             samples = measure(
                 {
+                    "import floor": FLOOR.format(site=site, n=n),
                     "stevedore cold": STEVEDORE.format(**common, cache=stevedore_cache, clear=True),
                     "stevedore warm": STEVEDORE.format(
                         **common, cache=stevedore_cache, clear=False
@@ -117,26 +134,37 @@ def run(sizes: Sequence[int], repeats: int) -> list[Row]:
                 repeats,
             )
         assert samples["eager warm"].extra["active"] >= n, samples["eager warm"].extra
+        assert samples["eager cold"].extra["active"] >= n, samples["eager cold"].extra
         stevedore_warm = samples["stevedore warm"].op_ms
-        for label in ("stevedore cold", "stevedore warm", "pluggy"):
+        for label in ("import floor", "stevedore cold", "stevedore warm", "pluggy"):
             rows.append(
                 Row("start-up (all active)", n, label, samples[label].op_ms, note="baseline")
             )
-        for label, baseline in (("eager cold", "stevedore cold"), ("eager warm", "stevedore warm")):
-            ratio = samples[label].op_ms / samples[baseline].op_ms
-            rows.append(
-                Row(
-                    "start-up (all active)",
-                    n,
-                    f"clawhost {label}",
-                    samples[label].op_ms,
-                    baseline,
-                    ratio,
-                    target="< 1x",
-                    met=ratio < 1,
-                    details={"process_ms": samples[label].process_ms},
+        for label, baselines in (
+            (
+                "eager cold",
+                (("stevedore cold", "< 1x"), ("pluggy", "< 1x"), ("import floor", "<= 1.2x")),
+            ),
+            (
+                "eager warm",
+                (("stevedore warm", "< 1x"), ("pluggy", "< 1x"), ("import floor", "<= 1.2x")),
+            ),
+        ):
+            for baseline, target in baselines:
+                ratio = samples[label].op_ms / samples[baseline].op_ms
+                rows.append(
+                    Row(
+                        "start-up (all active)",
+                        n,
+                        f"clawhost {label}",
+                        samples[label].op_ms,
+                        baseline,
+                        ratio,
+                        target=target,
+                        met=ratio < 1 if target == "< 1x" else ratio <= 1.2,
+                        details={"process_ms": samples[label].process_ms},
+                    )
                 )
-            )
         lazy_by_n[n] = samples["lazy warm"].op_ms
         smallest = min(lazy_by_n)
         flat = samples["lazy warm"].op_ms / lazy_by_n[smallest]

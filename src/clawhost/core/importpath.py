@@ -95,13 +95,16 @@ _site_finder = _SiteFinder()
 _holders: dict[str, set[int]] = {}
 _held: dict[int, tuple[str, str, Any]] = {}
 _places: tuple[str, ...] = ()
+#: Whether ``_places`` must be recomputed (it is, lazily, by ``held_places``): holding
+#: a thousand plugins' places one by one must not rebuild the tuple a thousand times.
+_stale = False
 #: Places whose plugin modules were imported before any plugin held them.
 _borrowed: set[str] = set()
 
 
 def _changed() -> None:
-    global _places
-    _places = tuple(place for place, holders in _holders.items() if holders)
+    global _stale
+    _stale = True
 
 
 def hold_folder(folder: str, module: str, holder: object, *, borrowed: bool = False) -> None:
@@ -153,8 +156,13 @@ def release(holder: object) -> bool:
 
 
 def held_places() -> tuple[str, ...]:
-    """Every folder and site held now (the sandbox lets plugins read them); no lock, it
-    is read on every file access a sandboxed plugin makes."""
+    """Every folder and site held now (the sandbox lets plugins read them). Read on every
+    file access a sandboxed plugin makes: no lock unless something changed since."""
+    global _places, _stale
+    if _stale:
+        with _lock:
+            _stale = False
+            _places = tuple(place for place, holders in _holders.items() if holders)
     return _places
 
 

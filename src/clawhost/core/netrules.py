@@ -11,6 +11,7 @@ an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is the IPv4 address it maps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -103,6 +104,12 @@ class NetworkRule:
     @classmethod
     def parse(cls, text: str) -> NetworkRule:
         """Parse ``host:port``; raise ``ValueError`` saying what is wrong."""
+        if cls is NetworkRule:  # rules are immutable: a thousand plugins asking for the
+            return _parse_rule(text)  # same host share one parse
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NetworkRule:
         match = _PATTERN.match(text.strip())
         if match is None:
             raise ValueError(f"{text!r} is not 'host:port' (port a number or *)")
@@ -160,3 +167,8 @@ class NetworkRule:
         if self.kind == "suffix":
             return other.kind in ("suffix", "name") and other.host.endswith(self.host)
         return other.kind == self.kind and other.host == self.host
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_rule(text: str) -> NetworkRule:
+    return NetworkRule._parse(text)

@@ -8,9 +8,12 @@ plugin registered.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,7 +33,7 @@ from clawhost.host.stages import HostStages, _reason
 from clawhost.reload.modules import forget_modules
 from clawhost.runtime.context import HostContext
 from clawhost.runtime.hostguard import call_plugin_code, monitored
-from clawhost.runtime.loader import import_plugin, register
+from clawhost.runtime.loader import import_plugin, register, unregister
 from clawhost.runtime.records import (
     PluginRecord,
     needs_eager_activation,
@@ -40,10 +43,43 @@ from clawhost.surfaces.channels import ChannelSupervisor
 if TYPE_CHECKING:
     from clawhost.runtime.context import PluginContext
 
-__all__ = ["HostActivation"]
+__all__ = ["HostActivation", "full_collections_paused"]
 
 logger = logging.getLogger("clawhost.lifecycle")
 S = PluginState
+
+_pause_lock = threading.Lock()
+_pause_depth = 0
+_paused: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (saved, set) thresholds
+
+
+@contextlib.contextmanager
+def full_collections_paused() -> Iterator[None]:
+    """No automatic full (generation 2) garbage collection while a host starts plugins.
+
+    Start-up creates a great many long-lived objects (modules, functions, manifests,
+    tools): each full collection scans the whole heap and frees nothing, and at a few
+    thousand plugins they were a quarter of start-up. Young generations are still
+    collected; the thresholds are restored when the last starting host is done (unless
+    the application changed them meanwhile).
+    """
+    global _pause_depth, _paused
+    with _pause_lock:
+        _pause_depth += 1
+        if _pause_depth == 1:
+            saved = gc.get_threshold()
+            paused = (*saved[:2], 1 << 30)
+            gc.set_threshold(*paused)
+            _paused = (saved, paused)
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pause_depth -= 1
+            if _pause_depth == 0 and _paused is not None:
+                if gc.get_threshold() == _paused[1]:
+                    gc.set_threshold(*_paused[0])
+                _paused = None
 
 
 class HostActivation(HostStages):
@@ -263,8 +299,7 @@ class HostActivation(HostStages):
                         "Plugin %r: a cleanup failed during rollback: %s", record.name, _reason(exc)
                     )
         self._context.remove_owner(record.name)
-        if self._manager.has_plugin(record.name):
-            self._manager.unregister(name=record.name)
+        unregister(self._manager, record.name)
         record.target, record.context, record.hooks = None, None, {}
         if forget:
             forget_modules(record)
@@ -353,15 +388,16 @@ class HostActivation(HostStages):
         if plan is None:
             await self.resolve()
             plan = self.plan
-        for level in plan.levels:
-            async with anyio.create_task_group() as group:
-                for name in level:
-                    record = self._records[name]
-                    if record.state not in (S.RESOLVED, S.INACTIVE):
-                        continue
-                    if only_eager and not needs_eager_activation(record):
-                        continue
-                    group.start_soon(self._activate_with_dependencies, record, ())
+        with full_collections_paused():
+            for level in plan.levels:
+                async with anyio.create_task_group() as group:
+                    for name in level:
+                        record = self._records[name]
+                        if record.state not in (S.RESOLVED, S.INACTIVE):
+                            continue
+                        if only_eager and not needs_eager_activation(record):
+                            continue
+                        group.start_soon(self._activate_with_dependencies, record, ())
 
     # -- deactivate ---------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from clawhost.discovery.discover import (
 from clawhost.errors import (
     PluginFailed,
 )
-from clawhost.host.activation import HostActivation
+from clawhost.host.activation import HostActivation, full_collections_paused
 from clawhost.host.stages import _reason
 from clawhost.host.supervision import cancel_restart
 from clawhost.reload.modules import forget_modules
@@ -167,11 +167,12 @@ class PluginHost(HostActivation):
 
     async def start(self) -> None:
         """Discover, load, resolve, then activate everything (unless activation is lazy)."""
-        if self._discovery is None:
-            self.discover()
-        await self.resolve()
-        self._warn_about_memory_limits()
-        await self.activate_all(only_eager=self.lazy)
+        with full_collections_paused():  # see there: long-lived objects, nothing to free
+            if self._discovery is None:
+                self.discover()
+            await self.resolve()
+            self._warn_about_memory_limits()
+            await self.activate_all(only_eager=self.lazy)
         self._running = True
         if self.config.plugins.hot_reload:
             await self._start_watching()

@@ -23,7 +23,14 @@ from clawhost.discovery.discover import SourceKind
 if TYPE_CHECKING:
     from clawhost.discovery.discover import DiscoveredPlugin
 
-__all__ = ["Implementation", "LoadProblem", "import_plugin", "new_plugin_manager", "register"]
+__all__ = [
+    "Implementation",
+    "LoadProblem",
+    "import_plugin",
+    "new_plugin_manager",
+    "register",
+    "unregister",
+]
 
 
 class LoadProblem(Exception):
@@ -31,17 +38,29 @@ class LoadProblem(Exception):
 
 
 class _PluginManager(pluggy.PluginManager):
-    """pluggy's manager, skipping dunder attributes when it looks for hook implementations.
+    """pluggy's manager, used to check plugins, not to call them.
 
-    ``register`` inspects every attribute of a plugin with ``inspect.getattr_static``;
-    a class instance has thirty-odd dunders and no hook can be one, so skipping them
-    makes registration several times cheaper without hiding a misspelled hook.
+    It skips dunder attributes when it looks for hook implementations: ``register``
+    inspects every attribute of a plugin with ``inspect.getattr_static``; a class instance
+    has thirty-odd dunders and no hook can be one, so skipping them makes registration
+    several times cheaper without hiding a misspelled hook.
+
+    The host calls hook implementations from each record's own list (``register``'s
+    result), never through ``manager.hook``; so ``register`` lets pluggy check a plugin
+    and then takes it out of pluggy's per-hook lists again, keeping the plugin in
+    ``registered``. pluggy inserts into those lists with a scan of every implementation
+    already there, and checks a new plugin against every registered one: kept full, they
+    make registering N plugins cost O(N²).
     """
 
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
         #: The hook implementations found by the registration under way: name -> options.
         self.found: dict[str, pluggy.HookimplOpts] = {}
+        #: The plugins registered (checked) and not unregistered: name -> object, and the
+        #: objects' ids -> name (pluggy refuses one object under two names; so does this).
+        self.registered: dict[str, object] = {}
+        self.names_by_id: dict[int, str] = {}
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         if name.startswith("__") and name.endswith("__"):
@@ -174,30 +193,72 @@ def register(
 
     pluggy checks each implementation's argument names against its spec; a hook name
     with no spec (a typo such as ``activte``) is refused here rather than silently ignored.
-    The implementations are returned so the host never scans pluggy's per-hook lists,
-    which hold every plugin's implementations.
+    The implementations are returned, and the host calls them from there: with the
+    host's manager (``new_plugin_manager``) the plugin is out of pluggy's per-hook lists
+    again once checked (``_PluginManager``); ``unregister`` forgets it.
     """
     found: dict[str, pluggy.HookimplOpts] = {}
-    if isinstance(manager, _PluginManager):
-        manager.found = found
+    checker = manager if isinstance(manager, _PluginManager) else None
+    if checker is not None:
+        checker.found = found
+        if name in checker.registered:
+            raise LoadProblem(f"Plugin name already registered: {name}")
+        other = checker.names_by_id.get(id(target))
+        if other is not None:
+            raise LoadProblem(f"Plugin already registered under a different name: {other}")
     try:
         manager.register(target, name=name)
     except pluggy.PluginValidationError as exc:
         raise LoadProblem(str(exc)) from exc
     except ValueError as exc:  # already registered under another name
         raise LoadProblem(str(exc)) from exc
+    try:
+        implementations = _implementations(manager, target, found)
+    except LoadProblem:
+        manager.unregister(name=name)
+        raise
+    if checker is not None:  # checked: out of pluggy's lists again (see _PluginManager)
+        checker.unregister(name=name)
+        checker.registered[name] = target
+        checker.names_by_id[id(target)] = name
+    return implementations
+
+
+def _implementations(
+    manager: pluggy.PluginManager, target: object, found: dict[str, pluggy.HookimplOpts]
+) -> dict[str, list[Implementation]]:
     known = sorted({*hookspecs.LIFECYCLE_HOOKS, *hookspecs.EVENT_HOOKS})
     implementations: dict[str, list[Implementation]] = {}
     for attribute, options in found.items():
         hook_name = options.get("specname") or attribute
         if getattr(manager.hook, hook_name).spec is None:
-            manager.unregister(name=name)
             raise LoadProblem(f"unknown hook {hook_name!r}; the hooks are: {', '.join(known)}")
         if options.get("hookwrapper") or options.get("wrapper"):
-            manager.unregister(name=name)
             raise LoadProblem(f"hook {hook_name!r} may not be a wrapper in a clawhost plugin")
         function = getattr(target, attribute)
+        # pluggy has just worked the argument names out (``HookImpl.argnames``, what it
+        # checked against the spec); inspect.signature again would cost as much.
+        argnames = next(
+            (
+                tuple(impl.argnames)
+                for impl in getattr(manager.hook, hook_name).get_hookimpls()
+                if impl.plugin is target and impl.function == function
+            ),
+            None,
+        )
         implementations.setdefault(hook_name, []).append(
-            Implementation(hook_name, function, _argnames(function))
+            Implementation(
+                hook_name, function, argnames if argnames is not None else _argnames(function)
+            )
         )
     return implementations
+
+
+def unregister(manager: pluggy.PluginManager, name: str) -> None:
+    """Forget plugin ``name`` (registered with ``register``), if it is registered."""
+    if isinstance(manager, _PluginManager):
+        target = manager.registered.pop(name, None)
+        if target is not None:
+            manager.names_by_id.pop(id(target), None)
+    if manager.has_plugin(name):
+        manager.unregister(name=name)
