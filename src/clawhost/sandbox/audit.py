@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 from clawhost.core.netrules import IPAddress, parse_host
 from clawhost.errors import PermissionDenied
-from clawhost.sandbox.propagate import patch_resolvers, patch_threads
+from clawhost.sandbox.propagate import patch_bytecode_cache, patch_resolvers, patch_threads
 from clawhost.sandbox.scope import _CURRENT, SandboxScope, resolve_path, set_hook_installer
 
 __all__ = ["audit_hook_installed", "install_audit_hook"]
@@ -368,6 +368,7 @@ def install_audit_hook() -> None:
         if not _installed:  # another thread may have won the race for the lock
             patch_threads()
             patch_resolvers()
+            patch_bytecode_cache()
             sys.addaudithook(_hook)
             _installed = True
 

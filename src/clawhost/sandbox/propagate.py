@@ -7,7 +7,9 @@ Installed together with the audit hook (``install_audit_hook``), never by themse
 * ``ThreadPoolExecutor.submit`` (and so ``loop.run_in_executor``): each work item runs in
   its submitter's scope;
 * ``socket.getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``: the addresses a name
-  resolved to are remembered by the current scope.
+  resolved to are remembered by the current scope;
+* ``SourceFileLoader.set_data``: a module imported inside a scope gets its bytecode
+  cached (``patch_bytecode_cache``).
 
 Threads started by host code, and host code's lookups, are left exactly as they were.
 """
@@ -17,16 +19,20 @@ from __future__ import annotations
 import _thread
 import contextvars
 import functools
+import os
+import py_compile
 import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from importlib.machinery import SourceFileLoader
+from importlib.util import cache_from_source
 from typing import Any, TypeVar
 
 from clawhost.core.netrules import IPAddress, parse_host, parse_ip
 from clawhost.sandbox.scope import _CURRENT
 
-__all__ = ["patch_resolvers", "patch_threads"]
+__all__ = ["patch_bytecode_cache", "patch_resolvers", "patch_threads"]
 
 T = TypeVar("T")
 
@@ -130,3 +136,38 @@ def patch_resolvers() -> None:
     socket.getaddrinfo = getaddrinfo
     socket.gethostbyname = gethostbyname
     socket.gethostbyname_ex = gethostbyname_ex
+
+
+def patch_bytecode_cache() -> None:
+    """Let the import system cache the bytecode of modules imported inside a scope.
+
+    A plugin may not write to its own folder, so Python could not write the
+    ``__pycache__`` of a plugin installed without bytecode (uv's default), and compiled it
+    again at every start. When the import system caches a module's bytecode inside a
+    scope, for a source file the plugin may read, at that file's own cache path, the
+    bytecode is compiled again from the file with the host's rights and written there:
+    what lands on disk is the source's bytecode, never bytes plugin code chose. Any other
+    ``set_data`` is judged as the plugin's own write, as before.
+    """
+    original: Callable[..., None] = SourceFileLoader.set_data
+
+    @functools.wraps(original)
+    def set_data(self: SourceFileLoader, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+        scope = _CURRENT.get()
+        if scope is None:
+            return original(self, path, data, _mode=_mode)
+        try:
+            own_cache = path == cache_from_source(self.path)
+        except (NotImplementedError, ValueError):  # no cache tag, or an unusable name
+            own_cache = False
+        source = os.path.realpath(self.path)
+        if not own_cache or not os.path.isfile(source) or not scope.permissions.may_read(source):
+            return original(self, path, data, _mode=_mode)
+        token = _CURRENT.set(None)
+        try:
+            py_compile.compile(self.path, cfile=path, doraise=False, quiet=2)
+        finally:
+            _CURRENT.reset(token)
+        return None
+
+    SourceFileLoader.set_data = set_data  # type: ignore[method-assign,assignment]
