@@ -365,3 +365,17 @@ def test_editable_installs_and_directory_plugins_are_watched_wheels_are_not(tmp_
     roots = watch_roots(host)
 
     assert roots == {"editable": source / "editable_pkg", "live": project.folder}
+
+
+def test_only_a_plugins_first_event_of_a_burst_crosses_to_the_event_loop() -> None:
+    from clawhost.reload.watch import _Pending
+
+    pending = _Pending()
+    assert pending.note("weather") is True
+    first = pending.last
+    assert pending.note("weather") is False  # the burst goes on: only its time moves
+    assert pending.last >= first
+    assert pending.note("geocoding") is True
+    pending.take({"weather"})
+    assert pending.note("weather") is True  # handled: the next event starts a new burst
+    assert pending.note("geocoding") is False

@@ -11,6 +11,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -167,6 +169,7 @@ async def watch(
 
     token = anyio.lowlevel.current_token()
     send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
+    pending = _Pending()
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
@@ -177,7 +180,10 @@ async def watch(
                 if not text or not relevant(text):
                     continue
                 name = sources.owner_of(os.path.abspath(text))
-                if name is not None:
+                # Only a plugin's first event of a burst crosses to the event loop (each
+                # crossing waits for the loop, and for the GIL when the loop is busy);
+                # the later ones only move the burst's last-event time.
+                if name is not None and pending.note(name):
                     with contextlib.suppress(anyio.RunFinishedError, anyio.BrokenResourceError):
                         anyio.from_thread.run_sync(send.send_nowait, name, token=token)
 
@@ -197,7 +203,7 @@ async def watch(
             on_ready()
         async with receive:
             while True:
-                await _handle_changes(host, await _burst(receive, interval))
+                await _handle_changes(host, await _burst(receive, interval, pending))
                 sources.follow()
     finally:
         with anyio.CancelScope(shield=True):  # cancelled (the host closes): stop it anyway
@@ -205,18 +211,42 @@ async def watch(
         send.close()
 
 
-async def _burst(receive: Any, interval: float) -> set[str]:
+class _Pending:
+    """The plugins with events not yet handled, and when the latest event came (written
+    by watchdog's thread, read by the event loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self.last = 0.0
+
+    def note(self, name: str) -> bool:
+        """Record an event for ``name``; whether it is the first of its burst."""
+        with self._lock:
+            self.last = time.monotonic()
+            if name in self._names:
+                return False
+            self._names.add(name)
+            return True
+
+    def take(self, names: set[str]) -> None:
+        """``names`` are being handled: their next events start a new burst."""
+        with self._lock:
+            self._names -= names
+
+
+async def _burst(receive: Any, interval: float, pending: _Pending) -> set[str]:
     """The names of one burst of events: until none came for ``interval`` (at most five)."""
     changed = {await receive.receive()}
     deadline = anyio.current_time() + interval * 5
     while True:
-        wait = min(interval, deadline - anyio.current_time())
+        quiet_at = pending.last + interval - time.monotonic() + anyio.current_time()
+        wait = min(quiet_at, deadline) - anyio.current_time()
         if wait <= 0:
+            pending.take(changed)
             return changed
-        with anyio.move_on_after(wait) as scope:
+        with anyio.move_on_after(wait):
             changed.add(await receive.receive())
-        if scope.cancelled_caught:
-            return changed
 
 
 async def _handle_changes(host: WatchedHost, changed: set[str]) -> None:
