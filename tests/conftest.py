@@ -89,6 +89,18 @@ def _isolated_cache(
 
 
 @pytest.fixture
+def signal_interrupts() -> Iterator[None]:
+    """The watchdog interrupts the main thread with a signal (breaks blocking calls)."""
+    from clawhost.sandbox.watchdog import disable_signal_interrupts, enable_signal_interrupts
+
+    enable_signal_interrupts()
+    try:
+        yield
+    finally:
+        disable_signal_interrupts()
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio through anyio's pytest plugin."""
     return "asyncio"

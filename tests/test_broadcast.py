@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -21,8 +20,6 @@ from clawhost.errors import PluginTimeout
 from clawhost.sandbox.permissions import current_scope
 from clawhost.sandbox.watchdog import (
     current_slot,
-    disable_signal_interrupts,
-    enable_signal_interrupts,
     fire,
 )
 
@@ -158,15 +155,6 @@ async def test_every_handler_runs_in_its_own_plugins_scope_and_tasks_it_starts_k
         await asyncio.gather(*later)
     assert report.ok
     assert scopes == {"one": "one", "two": "two", "one task": "one", "two task": "two"}
-
-
-@pytest.fixture
-def signal_interrupts() -> Iterator[None]:
-    enable_signal_interrupts()
-    try:
-        yield
-    finally:
-        disable_signal_interrupts()
 
 
 @pytest.mark.usefixtures("signal_interrupts")

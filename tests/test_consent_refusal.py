@@ -169,17 +169,3 @@ def test_a_malformed_host_pattern_names_the_file_and_the_key(tmp_path: Path) -> 
         f"invalid {tmp_path / 'c.toml'} (1 problem)\n"
         "  - plugins.weather.sandbox.net_allowed[1]: got 'api.x.example': "
     )
-
-
-def test_nothing_grantable_means_no_command() -> None:
-    with pytest.raises(PermissionsRefused) as caught:
-        grant_permissions(
-            "p",
-            Permissions(filesystem=("data",)),
-            fs_allowed=["/"],
-            net_allowed=[],
-            allow_subprocess=False,
-            package_dir=None,
-        )
-    assert caught.value.command is None
-    assert "To grant" not in str(caught.value)

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from clawhost.sandbox.limits import call_inline, call_plugin, plugin_limiter
 from clawhost.sandbox.permissions import SandboxScope, current_scope, grant_permissions
 from clawhost.sandbox.watchdog import (
     current_slot,
-    disable_signal_interrupts,
     enable_signal_interrupts,
     fire,
 )
@@ -189,15 +188,6 @@ async def test_a_coroutine_blocking_the_loop_is_stopped_when_the_call_returns() 
     error, elapsed = await timed_out(sleep_blocking_async, 0.6)
     assert error.interrupted is True
     assert 0.6 <= elapsed < 0.6 + SLACK
-
-
-@pytest.fixture
-def signal_interrupts() -> Iterator[None]:
-    enable_signal_interrupts()
-    try:
-        yield
-    finally:
-        disable_signal_interrupts()
 
 
 @pytest.mark.usefixtures("signal_interrupts")

@@ -184,6 +184,8 @@ def test_grant_refuses_relative_manifest_paths() -> None:
             package_dir=None,
         )
     assert caught.value.refused == ("filesystem data: not an absolute path",)
+    assert caught.value.command is None  # nothing a config could grant: no command offered
+    assert "To grant" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,6 @@ class _Unguarded:
     __slots__ = ()
     scope = None
     timeout = None
-    gate = None
 
 
 _UNGUARDED = _Unguarded()

@@ -22,7 +22,6 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from clawhost.errors import NotRegistered
 from clawhost.sandbox.limits import call_inline
 
 if TYPE_CHECKING:
@@ -157,8 +156,6 @@ class GuardedProvider:
                 function = target if attr is None else getattr(target, attr)
                 try:
                     return await current.call(owner, function, *args, operation=operation, **kwargs)
-                except NotRegistered:
-                    raise
                 except Exception as exc:
                     self._noted(exc, owner, attr)
                     raise

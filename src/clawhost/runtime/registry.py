@@ -42,6 +42,21 @@ T = TypeVar("T")
 logger = logging.getLogger("clawhost.tools")
 
 
+_GUARD_OPTIONS = frozenset({"operation", "inline", "current"})
+
+
+def _as_given(arguments: Any) -> dict[str, Any]:
+    """A tool call's arguments as given, for call monitors to see (``_Run`` ignores them):
+    none when they are not a mapping of names, or one clashes with the guard's options."""
+    try:
+        given = dict(arguments or {})
+    except (TypeError, ValueError):
+        return {}
+    if not all(isinstance(key, str) for key in given) or not _GUARD_OPTIONS.isdisjoint(given):
+        return {}
+    return given
+
+
 class NamedRegistry(Generic[T]):
     """Named entries of one kind, each owned by the plugin that registered it.
 
@@ -313,24 +328,14 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
             try:
                 operation = f"tool {name}"
                 current = functools.partial(self._current_call, name, run)
-                try:  # the arguments as given, for call monitors to see (``_Run`` ignores them)
-                    call = guard.call(
-                        owner,
-                        run.target,
-                        operation=operation,
-                        inline=not tool.thread,
-                        current=current,
-                        **(arguments or {}),
-                    )
-                except TypeError:  # not a mapping of names, or one clashes with the guard's own
-                    call = guard.call(
-                        owner,
-                        run.target,
-                        operation=operation,
-                        inline=not tool.thread,
-                        current=current,
-                    )
-                result = await call
+                result = await guard.call(
+                    owner,
+                    run.target,
+                    operation=operation,
+                    inline=not tool.thread,
+                    current=current,
+                    **_as_given(arguments),
+                )
             except TimeoutError as exc:  # PluginTimeout: clear as it is
                 error = exc
                 raise
