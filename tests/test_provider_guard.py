@@ -64,11 +64,11 @@ class Weather:
 
     @hookimpl
     def activate(self, ctx: PluginContext) -> None:
-        self.geocoder = ctx.providers.get("geocoder")
+        self.ctx = ctx  # no declared dependency: the provider may not exist yet
 
     @hookimpl
     def on_message_received(self, message: object) -> None:
-        Weather.answer = self.geocoder.lookup(str(message))
+        Weather.answer = self.ctx.providers.get("geocoder").lookup(str(message))
 
 
 def host(**sandbox: Any) -> PluginHost:
