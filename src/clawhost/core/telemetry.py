@@ -27,7 +27,9 @@ from clawhost._version import __version__
 
 __all__ = [
     "METERING",
+    "RECHECK_SECS",
     "TRACING",
+    "State",
     "observing",
     "record_dispatch",
     "record_lifecycle",
@@ -39,38 +41,54 @@ __all__ = [
 METERING, TRACING = 1, 2
 
 _NOOP: AbstractContextManager[Any] = contextlib.nullcontext()
-_RECHECK_SECS = 1.0
+RECHECK_SECS = 1.0
 
 
-class _State:
+class State:
+    """What was found at the last check (``checked_at``, ``time.monotonic()``): the tracer,
+    the instruments, and ``observing()``'s answer. A hot path may read ``flags`` itself
+    while ``checked_at`` is less than ``RECHECK_SECS`` old, and call ``observing`` otherwise."""
+
     checked_at = -1e9
     tracer: Any = None
     instruments: dict[str, Any] | None = None
+    #: ``observing()``'s answer as of ``checked_at``.
+    flags = 0
+
 
 
 def _refresh() -> None:
     now = time.monotonic()
-    if now - _State.checked_at < _RECHECK_SECS:
+    if now - State.checked_at < RECHECK_SECS:
         return
-    _State.checked_at = now
+    State.checked_at = now
+    try:
+        _check_providers()
+    finally:
+        State.flags = (METERING if State.instruments is not None else 0) | (
+            TRACING if State.tracer is not None else 0
+        )
+
+
+def _check_providers() -> None:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is not None:
         provider = trace.get_tracer_provider()
         real = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
-        _State.tracer = provider.get_tracer("clawhost", __version__) if real else None
+        State.tracer = provider.get_tracer("clawhost", __version__) if real else None
     else:
-        _State.tracer = None
+        State.tracer = None
     metrics = sys.modules.get("opentelemetry.metrics")
     if metrics is None:
-        _State.instruments = None
+        State.instruments = None
         return
     provider = metrics.get_meter_provider()
     proxy_or_noop = type(provider).__name__ in {"_ProxyMeterProvider", "NoOpMeterProvider"}
     if proxy_or_noop:
-        _State.instruments = None
-    elif _State.instruments is None or _State.instruments.get("provider") is not provider:
+        State.instruments = None
+    elif State.instruments is None or State.instruments.get("provider") is not provider:
         meter = provider.get_meter("clawhost", __version__)
-        _State.instruments = {
+        State.instruments = {
             "provider": provider,
             "tool_calls": meter.create_counter("clawhost.tool.calls", description="Tool calls"),
             "tool_duration": meter.create_histogram(
@@ -95,7 +113,7 @@ def _refresh() -> None:
 
 def refresh_now() -> None:
     """Re-check the providers immediately (tests, or right after configuring an SDK)."""
-    _State.checked_at = -1e9
+    State.checked_at = -1e9
     _refresh()
 
 
@@ -103,24 +121,22 @@ def observing(now: float) -> int:
     """What is recorded now: ``METERING`` and ``TRACING`` flags, ``0`` for nothing. Hot
     paths ask this once (passing ``time.monotonic()``, which they need anyway) and skip
     their span and metrics when nothing would see them."""
-    if now - _State.checked_at >= _RECHECK_SECS:
+    if now - State.checked_at >= RECHECK_SECS:
         _refresh()
-    return (METERING if _State.instruments is not None else 0) | (
-        TRACING if _State.tracer is not None else 0
-    )
+    return State.flags
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
     """A span around a block, or a shared no-op when no tracer provider is configured."""
     _refresh()
-    tracer = _State.tracer
+    tracer = State.tracer
     if tracer is None:
         return _NOOP
     return tracer.start_as_current_span(name, attributes=dict(attributes or {}))  # type: ignore[no-any-return]
 
 
 def record_tool_call(plugin: str, tool: str, duration: float, error: BaseException | None) -> None:
-    instruments = _State.instruments
+    instruments = State.instruments
     if instruments is None:
         return
     attributes = {
@@ -134,7 +150,7 @@ def record_tool_call(plugin: str, tool: str, duration: float, error: BaseExcepti
 
 def record_lifecycle(plugin: str, stage: str, duration: float, ok: bool) -> None:
     _refresh()
-    instruments = _State.instruments
+    instruments = State.instruments
     if instruments is None:
         return
     attributes = {"clawhost.plugin": plugin, "stage": stage, "outcome": "ok" if ok else "error"}
@@ -143,7 +159,7 @@ def record_lifecycle(plugin: str, stage: str, duration: float, ok: bool) -> None
 
 
 def record_dispatch(event: str, errors: int) -> None:
-    instruments = _State.instruments
+    instruments = State.instruments
     if instruments is None:
         return
     instruments["dispatches"].add(1, {"clawhost.event": event})

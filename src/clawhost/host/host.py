@@ -224,13 +224,7 @@ class PluginHost(HostActivation):
         With no monitor installed, this costs nothing (``clawhost.testing.HookRecorder``
         is built on it).
         """
-        self._guard.monitors.append(monitor)
-
-        def remove() -> None:
-            if monitor in self._guard.monitors:
-                self._guard.monitors.remove(monitor)
-
-        return remove
+        return self._guard.add_monitor(monitor)
 
     # -- hot reload -------------------------------------------------------------------------
 

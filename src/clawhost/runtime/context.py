@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clawhost.errors import ContextClosed, UndeclaredCapability, UndeclaredSurface
 from clawhost.runtime.events import EventBus, OnError, Pipeline
-from clawhost.runtime.guard import DirectGuard, Guard
+from clawhost.runtime.guard import DirectGuard, Guard, GuardCell
 from clawhost.runtime.registry import AdminRegistry, ChannelRegistry, ProviderRegistry, ToolRegistry
 from clawhost.runtime.routes import HttpRoutes
 from clawhost.runtime.tools import Tool
@@ -70,11 +70,7 @@ class HostContext:
     stages, providers and event handlers."""
 
     def __init__(self, guard: Guard | None = None) -> None:
-        self._guard: Guard = guard if guard is not None else DirectGuard()
-
-        def current_guard() -> Guard:
-            return self._guard
-
+        current_guard = self._cell = GuardCell(guard if guard is not None else DirectGuard())
         self.events = EventBus(current_guard)
         self.tools = ToolRegistry(current_guard, self.events)
         self.channels = ChannelRegistry(current_guard)
@@ -84,6 +80,15 @@ class HostContext:
         self.admin = AdminRegistry(current_guard)
         #: Plugins' HTTP apps, served by ``GatewayApp`` under ``/plugins/<name>/``.
         self.http = HttpRoutes()
+
+    @property
+    def _guard(self) -> Guard:
+        """Whoever runs plugin code for this context's registries (a host installs its own)."""
+        return self._cell.guard
+
+    @_guard.setter
+    def _guard(self, guard: Guard) -> None:
+        self._cell.guard = guard
 
     @classmethod
     def test_context(cls) -> HostContext:

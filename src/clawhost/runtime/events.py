@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from clawhost.core import telemetry as _telemetry
+from clawhost.core.telemetry import RECHECK_SECS as _RECHECK_SECS
 from clawhost.core.telemetry import TRACING as _TRACING
+from clawhost.core.telemetry import State as _TELEMETRY
 from clawhost.errors import NotRegistered
-from clawhost.runtime.guard import Withdrawn
+from clawhost.runtime.guard import GuardCell, Withdrawn
 from clawhost.sandbox.limits import current_slot, failed_call, timed_out
 from clawhost.sandbox.scope import _CURRENT as _SCOPE
 from clawhost.sandbox.watchdog import Interrupt, claim, local_slots
@@ -173,6 +175,8 @@ class EventBus:
 
     def __init__(self, guard: Callable[[], Guard]) -> None:
         self._guard = guard
+        # A HostContext's cell: dispatch reads its attribute instead of calling it.
+        self._cell = guard if isinstance(guard, GuardCell) else None
         # Replaced, never mutated in place: dispatch reads a tuple without locking.
         self._handlers: dict[str, tuple[_Handler, ...]] = {}
         self._plans: dict[str, _Plan] = {}
@@ -247,9 +251,14 @@ class EventBus:
         if args:
             fields = EVENT_PAYLOADS.get(event, ("payload",))
             payload = {**dict(zip(fields, args, strict=False)), **payload}
-        guard = self._guard()
+        cell = self._cell
+        guard = cell.guard if cell is not None else self._guard()
         now = time.monotonic()
-        observed = _telemetry.observing(now)
+        state = _TELEMETRY
+        if now - state.checked_at < _RECHECK_SECS:  # observing(now), inlined
+            observed = state.flags
+        else:
+            observed = _telemetry.observing(now)
         if not plan.inline or guard.monitored or guard.reloading or observed & _TRACING:
             return await self._dispatch_guarded(event, payload, guard)
         # The inline broadcast. Reloads close a plugin's gate only after adding it to
@@ -431,6 +440,8 @@ class Pipeline:
 
     def __init__(self, guard: Callable[[], Guard]) -> None:
         self._guard = guard
+        # A HostContext's cell: dispatch reads its attribute instead of calling it.
+        self._cell = guard if isinstance(guard, GuardCell) else None
         # Replaced, never mutated in place: a message being processed keeps its list.
         self._stages: list[_Stage] = []
         self._lock = threading.Lock()

@@ -83,6 +83,23 @@ class Guard(Protocol):
         ...
 
 
+class GuardCell:
+    """The guard a HostContext's registries use now; calling the cell returns it.
+
+    The registries hold the cell, not the guard, because a host installs its guard into a
+    context after creating it; event dispatch reads ``guard`` (an attribute is cheaper
+    than a call on that path).
+    """
+
+    __slots__ = ("guard",)
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    def __call__(self) -> Guard:
+        return self.guard
+
+
 class DirectGuard:
     """Calls plugin code as it is: no limits, no permissions. For bare test contexts."""
 

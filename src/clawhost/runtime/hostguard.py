@@ -127,8 +127,10 @@ class HostGuard:
         self._ensure_active = ensure_active
         #: Plugins reloading right now; the reload transaction adds and removes them.
         self.reloading: set[str] = set()
-        #: Call monitors (``PluginHost.add_call_monitor``); empty means no overhead.
+        #: Call monitors (``add_monitor``); empty means no overhead.
         self.monitors: list[CallMonitor] = []
+        #: Whether any monitor is installed: a plain attribute, read by every dispatch.
+        self.monitored = False
         #: The overall deadline of one tool call as its caller sees it
         #: (``[plugins] call_timeout_secs``); ``None``: only the per-call limits.
         self.call_timeout: float | None = None
@@ -189,10 +191,17 @@ class HostGuard:
     def inline_target(self, owner: str) -> PluginRecord | None:
         return self._records.get(owner)
 
-    @property
-    def monitored(self) -> bool:
-        """Whether any call monitor is installed (event dispatch then skips its fast path)."""
-        return bool(self.monitors)
+    def add_monitor(self, monitor: CallMonitor) -> Callable[[], None]:
+        """Install a call monitor (``PluginHost.add_call_monitor``); returns its remover."""
+        self.monitors.append(monitor)
+        self.monitored = True
+
+        def remove() -> None:
+            if monitor in self.monitors:
+                self.monitors.remove(monitor)
+            self.monitored = bool(self.monitors)
+
+        return remove
 
     async def _monitored(  # noqa: PLR0917 - private, mirrors _guarded
         self,
