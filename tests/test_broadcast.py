@@ -177,3 +177,56 @@ async def test_signal_interrupts_break_a_handler_blocked_in_a_system_call() -> N
     assert [failure.plugin for failure in report.failures] == ["a_sleeper"]
     assert seen == ["b_next", "b_next"]
     assert [failure.plugin for failure in again.failures] == ["a_sleeper"]
+
+
+class _Monitor:
+    def before(self, plugin: str, operation: str, args: Any, kwargs: Any) -> None:
+        return None
+
+    def after(
+        self, token: None, plugin: str, operation: str, result: Any, error: BaseException | None
+    ) -> None:
+        return None
+
+
+@pytest.mark.parametrize("path", ["inline", "guarded"])
+async def test_an_awaitable_a_sync_handler_returns_runs_in_its_scope_and_under_its_deadline(
+    path: str,
+) -> None:
+    """A plain function may hand back a coroutine (a wrapper, a partial of an async
+    function): awaiting it is still that plugin's code, with its rights and its limit.
+    A call monitor sends the broadcast down the guarded path."""
+    scopes: dict[str, str | None] = {}
+
+    class Returning:
+        def __init__(self, name: str, forever: bool = False) -> None:
+            self.name, self.forever = name, forever
+
+        @hookimpl
+        def on_message_received(self, message: object) -> Any:
+            async def body() -> None:
+                await asyncio.sleep(0)
+                scope = current_scope()
+                scopes[self.name] = scope.plugin if scope else None
+                if self.forever:
+                    await asyncio.sleep(3600)
+
+            return body()
+
+    plugins = [
+        ("a_returns", Returning("a_returns")),
+        ("b_waits", Returning("b_waits", forever=True)),
+        ("c_returns", Returning("c_returns")),
+    ]
+    async with host_with(*plugins) as host:
+        if path == "guarded":
+            host.add_call_monitor(_Monitor())
+        started = time.monotonic()
+        with anyio.fail_after(LIMIT + SLACK + 2):
+            report = await host.events.dispatch("on_message_received", message="hi")
+        elapsed = time.monotonic() - started
+        assert current_scope() is None
+    assert scopes == {"a_returns": "a_returns", "b_waits": "b_waits", "c_returns": "c_returns"}
+    assert [failure.plugin for failure in report.failures] == ["b_waits"]
+    assert isinstance(report.failures[0].error, PluginTimeout)
+    assert elapsed < LIMIT + SLACK + 0.5

@@ -13,7 +13,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +23,7 @@ from clawhost.core.telemetry import TRACING as _TRACING
 from clawhost.core.telemetry import State as _TELEMETRY
 from clawhost.errors import NotRegistered
 from clawhost.runtime.guard import GuardCell, Withdrawn
-from clawhost.sandbox.limits import current_slot, failed_call, timed_out
+from clawhost.sandbox.limits import call_plugin, current_slot, failed_call, timed_out
 from clawhost.sandbox.scope import _CURRENT as _SCOPE
 from clawhost.sandbox.watchdog import Interrupt, claim, local_slots
 
@@ -128,6 +128,10 @@ def _unheard(event: str) -> DispatchReport:
             _UNHEARD.clear()
         report = _UNHEARD[event] = DispatchReport(event, 0)
     return report
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _takes_one_positional(callback: Callable[..., Any]) -> bool:
@@ -328,8 +332,15 @@ class EventBus:
                     leave(token)
                 if result is not None and inspect.isawaitable(result):
                     slot.stepped = slot.armed = None  # other tasks run while this awaits
-                    try:
-                        await result
+                    try:  # still the plugin's code: its scope, its deadline
+                        await call_plugin(
+                            _awaited,
+                            result,
+                            plugin=owner,
+                            operation=event,
+                            timeout=target.timeout,
+                            scope=target.scope,
+                        )
                     except Exception as exc:
                         failures = _failed(failures, owner, event, exc)
                     if guard.monitored or guard.reloading or slot.armed is not None:
