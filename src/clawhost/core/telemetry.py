@@ -56,7 +56,6 @@ class State:
     flags = 0
 
 
-
 def _refresh() -> None:
     now = time.monotonic()
     if now - State.checked_at < RECHECK_SECS:
