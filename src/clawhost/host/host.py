@@ -176,8 +176,10 @@ class PluginHost(HostActivation):
         self._running = True
         if self.config.plugins.hot_reload:
             await self._start_watching()
-        failed = sorted(name for name, record in self._records.items() if record.state is S.FAILED)
-        active = sum(record.state is S.ACTIVE for record in self._records.values())
+        # Records a warm start has not built yet are RESOLVED or DISABLED: not counted.
+        built = self._records.values() if self._warm is None else self._warm.filled
+        failed = sorted(record.name for record in built if record.state is S.FAILED)
+        active = sum(record.state is S.ACTIVE for record in built)
         logger.info(
             "Host started: %d active%s%s",
             active,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +187,31 @@ class PluginRecord:
         #: (``time.time()``) it will try next, if it will (``restart = true``).
         self.restarts = 0
         self.restart_at: float | None = None
+
+    @classmethod
+    def pending(cls, name: str, fill: Callable[[PluginRecord], None]) -> PluginRecord:
+        """A record built on first use: only its name is set; reading any other attribute
+        first calls ``fill(record)``, which sets them (a warm start makes thousands of
+        these, most never read). Whatever was assigned before ``fill`` ran is kept."""
+        record = cls.__new__(cls)
+        record.__dict__.update(name=name, _fill=fill)
+        return record
+
+    if not TYPE_CHECKING:  # typed attributes stay checked: this only serves pending records
+
+        def __getattr__(self, attribute: str) -> Any:
+            fill = self.__dict__.get("_fill")
+            if fill is None:  # not pending (or filled meanwhile by another thread)
+                return object.__getattribute__(self, attribute)
+            fill(self)
+            return getattr(self, attribute)
+
+    def _fill_from(self, fields: Mapping[str, Any]) -> None:
+        """Complete a pending record with ``fields`` (those not assigned already)."""
+        own = self.__dict__
+        for key, value in fields.items():
+            own.setdefault(key, value)
+        own.pop("_fill", None)
 
     def __repr__(self) -> str:
         version = self.version or "?"
