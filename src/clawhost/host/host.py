@@ -190,10 +190,13 @@ class PluginHost(HostActivation):
     def _warn_about_memory_limits(self) -> None:
         from clawhost.sandbox.permissions import memory_limit_warning
 
+        plugins = self.config.plugins
+        configured = [name for name in plugins.plugin_settings if name in self._records]
+        sandboxes = list(map(self.config.sandbox_for, configured))
+        if len(configured) < len(self._records):  # the others share [plugins.sandbox]
+            sandboxes.append(plugins.sandbox)
         limits = {  # a worker process enforces its own limit (isolation = "process")
-            sandbox.max_memory_mb
-            for sandbox in map(self.config.sandbox_for, self._records)
-            if sandbox.isolation != "process"
+            sandbox.max_memory_mb for sandbox in sandboxes if sandbox.isolation != "process"
         }
         for limit in sorted(limit for limit in limits if limit):
             message = memory_limit_warning(limit)

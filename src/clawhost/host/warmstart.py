@@ -11,7 +11,7 @@ It is keyed by everything the outcome depends on: the discovery cache's content 
 written with it, new each time discovery is written, which happens whenever a plugin is
 installed, removed or edited), the whole host configuration, the host version and the
 clawhost version. A fresh host whose discovery matches the key gets its records built on
-first use (``PluginRecord.pending``; ``WarmStart.fill``), and its first ``resolve()``
+first use (``pending_records``; ``WarmStart.fill``), and its first ``resolve()``
 moves every plugin to RESOLVED from the stored outcome, without parsing a manifest,
 granting a permission or even decoding the discovered plugins: the tools are declared in
 one step, and a record (with the discovered versions, decoded once for all) is built
@@ -40,7 +40,13 @@ from clawhost._version import __version__
 from clawhost.core.state import PluginState, check_transition
 from clawhost.resolution.plan import ActivationPlan
 from clawhost.resolution.resolve import Resolution
-from clawhost.runtime.records import PluginRecord, needs_eager_activation
+from clawhost.runtime.records import (
+    PluginRecord,
+    complete_record,
+    is_pending,
+    needs_eager_activation,
+    pending_records,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -158,14 +164,13 @@ class WarmStart:
 
     def records(self) -> dict[str, PluginRecord]:
         """One pending record per plugin, by name."""
-        pending, fill = PluginRecord.pending, self.fill
-        return {name: pending(name, fill) for name in self.names}
+        return pending_records(self.names, self.fill)
 
     def fill(self, record: PluginRecord) -> None:
         """Build a pending record: what discovery would have made of it, and RESOLVED
         to its remembered version once the first resolve was answered from here."""
         with self._lock:
-            if "_fill" not in record.__dict__:
+            if not is_pending(record):
                 return  # another thread built it meanwhile
             if self._versions is None:
                 # Every discovered plugin, decoded once for all (the cache's blob).
@@ -178,7 +183,7 @@ class WarmStart:
             fresh = PluginRecord(name, self._versions.get(name, []), enabled=not disabled)
             if self.resolved and not disabled:
                 self._resolve(fresh, version, declared, eager)
-            record._fill_from(vars(fresh))
+            complete_record(record, vars(fresh))
             self.filled.append(record)
 
     def _resolve(
