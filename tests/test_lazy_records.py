@@ -231,3 +231,40 @@ def test_with_tools_only_a_warm_start_builds_no_record_and_decodes_no_plugin(
     assert host.plugins["t02"].state is S.RESOLVED  # building one decodes them, once
     assert host._discovery._plugins is not None
     assert _built(host) == {"t02"}
+
+
+def test_stopping_a_warm_host_leaves_unbuilt_records_unbuilt(
+    many: SiteDir, cache: DiscoveryCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    _start(many, cache, caplog)
+    host, warm = _start(many, cache, caplog)
+
+    async def use_and_stop() -> None:
+        await host.tools.invoke("t05_echo", {"text": "x"})
+        await host.stop()
+
+    anyio.run(use_and_stop)
+
+    assert warm
+    assert _built(host) == {"hooks", "t05"}
+    assert host.plugins["t05"].state is S.INACTIVE
+    assert host.plugins["hooks"].state is S.INACTIVE
+
+
+def test_a_plugin_disabled_before_the_first_resolve_takes_the_full_path(
+    many: SiteDir, cache: DiscoveryCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    cold, _ = _start(many, cache, caplog)
+    host = _host(many, cache)
+    host.discover()
+    anyio.run(host.disable, "t02")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clawhost.lifecycle"):
+        anyio.run(host.start)
+
+    assert not any(WARM in record.getMessage() for record in caplog.records)
+    assert host.plugins["t02"].state is S.DISABLED
+    assert "t02" not in host.plan.order
+    assert "t02_echo" not in {info.name for info in host.tools.list()}
+    assert host.plugins["t03"].state is S.RESOLVED
+    assert len(host.tools.list()) == len(cold.tools.list()) - 1

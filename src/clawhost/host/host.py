@@ -35,6 +35,7 @@ from clawhost.runtime.hostguard import CallMonitor
 from clawhost.runtime.records import (
     HealthReport,
     PluginRecord,
+    is_pending,
     needs_eager_activation,
     retry_resolution_failures,
 )
@@ -213,12 +214,14 @@ class PluginHost(HostActivation):
             async with anyio.create_task_group() as group:
                 for name in level:
                     record = self._records.get(name)
-                    if record is not None and record.state is S.ACTIVE:
+                    if record is not None and not is_pending(record) and record.is_active:
                         group.start_soon(self._deactivate_one, record)
-        for record in list(self._records.values()):  # anything outside the plan
+        # Records a warm start has not built yet were never active: left unbuilt.
+        built = [record for record in self._records.values() if not is_pending(record)]
+        for record in built:  # anything outside the plan
             if record.state is S.ACTIVE:
                 await self._deactivate_one(record)
-        for record in self._records.values():  # a closed host leaves no module behind
+        for record in built:  # a closed host leaves no module behind
             forget_modules(record, bytecode=False)
         self._running = False
 

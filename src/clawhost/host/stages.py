@@ -321,10 +321,11 @@ class HostStages:
             and (warm is None or not warm.resolved)
             and all(record.state in (S.DISCOVERED, S.DISABLED) for record in built)
         )
-        if first and warm is not None:
-            self._resolution = resolution = warm.resolve(self._records)
-            logger.info("Resolved %d plugin(s) from the warm start", len(resolution.selected))
-            return resolution
+        recalled = warm.resolve(self._records) if first and warm is not None else None
+        if recalled is not None:
+            self._resolution = recalled
+            logger.info("Resolved %d plugin(s) from the warm start", len(recalled.selected))
+            return recalled
         self._warm = None
         for record in self._records.values():
             if record.state is S.DISCOVERED:

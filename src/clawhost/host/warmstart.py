@@ -212,11 +212,19 @@ class WarmStart:
         record.timings["load"] = 0.0
         record.timings["resolve"] = self._elapsed
 
-    def resolve(self, records: Mapping[str, PluginRecord]) -> Resolution:
+    def resolve(self, records: Mapping[str, PluginRecord]) -> Resolution | None:
         """Answer a host's first resolve: every enabled plugin RESOLVED (records built
-        later are built so), its tools declared, the plan as remembered."""
+        later are built so), its tools declared, the plan as remembered. ``None`` (nothing
+        changed) when a record built meanwhile is not as remembered (a plugin disabled
+        or enabled since)."""
         started = time.perf_counter()
         with self._lock:
+            for record in self.filled:
+                disabled = self._rows[record.name][1]
+                if record.diagnostics or record.state is not (
+                    S.DISABLED if disabled else S.DISCOVERED
+                ):
+                    return None
             try:
                 self._tools.restore_declarations(*self._declared)
             except RuntimeError:  # something declared tools already: one by one, then
