@@ -268,3 +268,23 @@ def test_a_plugin_disabled_before_the_first_resolve_takes_the_full_path(
     assert "t02_echo" not in {info.name for info in host.tools.list()}
     assert host.plugins["t03"].state is S.RESOLVED
     assert len(host.tools.list()) == len(cold.tools.list()) - 1
+
+
+def test_records_are_right_when_the_cached_plugins_do_not_decode(
+    many: SiteDir, cache: DiscoveryCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    cold, _ = _start(many, cache, caplog)
+    (file,) = cache.directory.glob("discovery-*.bin")
+    data = bytearray(file.read_bytes())
+    header_end = len(b"clawhost-discovery\x00") + 8
+    header_end += int.from_bytes(data[header_end - 8 : header_end], "little")
+    data[header_end:] = b"\xff" * (len(data) - header_end)  # the records, garbled
+    file.write_bytes(bytes(data))
+
+    host, warm = _start(many, cache, caplog)  # the header still matches: warm start
+
+    assert warm
+    assert host._discovery is not None
+    assert host._discovery.token is None  # building the first record found them afresh
+    for name in cold.plugins:
+        assert _view(host.plugins[name]) == _view(cold.plugins[name]), name
