@@ -388,10 +388,16 @@ class HostActivation(HostStages):
         if plan is None:
             await self.resolve()
             plan = self.plan
+        # A warm start knows which plugins need eager activation without building the
+        # records of the others (clawhost.host.warmstart).
+        warm = self._warm if only_eager else None
+        eager = warm.eager if warm is not None else None
         with full_collections_paused():
             for level in plan.levels:
                 async with anyio.create_task_group() as group:
                     for name in level:
+                        if eager is not None and name not in eager:
+                            continue
                         record = self._records[name]
                         if record.state not in (S.RESOLVED, S.INACTIVE):
                             continue

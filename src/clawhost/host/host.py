@@ -35,6 +35,7 @@ from clawhost.runtime.hostguard import CallMonitor
 from clawhost.runtime.records import (
     HealthReport,
     PluginRecord,
+    is_pending,
     needs_eager_activation,
     retry_resolution_failures,
 )
@@ -176,8 +177,10 @@ class PluginHost(HostActivation):
         self._running = True
         if self.config.plugins.hot_reload:
             await self._start_watching()
-        failed = sorted(name for name, record in self._records.items() if record.state is S.FAILED)
-        active = sum(record.state is S.ACTIVE for record in self._records.values())
+        # Records a warm start has not built yet are RESOLVED or DISABLED: not counted.
+        built = self._records.values() if self._warm is None else self._warm.filled
+        failed = sorted(record.name for record in built if record.state is S.FAILED)
+        active = sum(record.state is S.ACTIVE for record in built)
         logger.info(
             "Host started: %d active%s%s",
             active,
@@ -188,10 +191,13 @@ class PluginHost(HostActivation):
     def _warn_about_memory_limits(self) -> None:
         from clawhost.sandbox.permissions import memory_limit_warning
 
+        plugins = self.config.plugins
+        configured = [name for name in plugins.plugin_settings if name in self._records]
+        sandboxes = list(map(self.config.sandbox_for, configured))
+        if len(configured) < len(self._records):  # the others share [plugins.sandbox]
+            sandboxes.append(plugins.sandbox)
         limits = {  # a worker process enforces its own limit (isolation = "process")
-            sandbox.max_memory_mb
-            for sandbox in map(self.config.sandbox_for, self._records)
-            if sandbox.isolation != "process"
+            sandbox.max_memory_mb for sandbox in sandboxes if sandbox.isolation != "process"
         }
         for limit in sorted(limit for limit in limits if limit):
             message = memory_limit_warning(limit)
@@ -208,12 +214,14 @@ class PluginHost(HostActivation):
             async with anyio.create_task_group() as group:
                 for name in level:
                     record = self._records.get(name)
-                    if record is not None and record.state is S.ACTIVE:
+                    if record is not None and not is_pending(record) and record.is_active:
                         group.start_soon(self._deactivate_one, record)
-        for record in list(self._records.values()):  # anything outside the plan
+        # Records a warm start has not built yet were never active: left unbuilt.
+        built = [record for record in self._records.values() if not is_pending(record)]
+        for record in built:  # anything outside the plan
             if record.state is S.ACTIVE:
                 await self._deactivate_one(record)
-        for record in self._records.values():  # a closed host leaves no module behind
+        for record in built:  # a closed host leaves no module behind
             forget_modules(record, bytecode=False)
         self._running = False
 

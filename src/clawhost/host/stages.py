@@ -45,6 +45,7 @@ from clawhost.surfaces.channels import ChannelHandler, ChannelSupervisor, defaul
 if TYPE_CHECKING:
     from clawhost.config.host import HostConfig
     from clawhost.discovery.cache import DiscoveryCache
+    from clawhost.host.warmstart import WarmStart
     from clawhost.reload.reports import ReloadEvent
     from clawhost.resolution.resolve import Resolution
     from clawhost.runtime.events import EventBus, Pipeline
@@ -112,6 +113,9 @@ class HostStages:
         #: Names the cached discovery's content (``CachedPlugins.token``), else ``None``.
         self._discovery_token: str | None = None
         self._resolution: Resolution | None = None
+        #: A matching warm start (clawhost.host.warmstart): it built the records, pending
+        #: until first read; ``None`` once a resolve took the full path.
+        self._warm: WarmStart | None = None
         self._eligible: dict[str, list[DiscoveredPlugin]] = {}
         # Effective permissions granted at load, by (plugin, version): reused at activation.
         self._grants: dict[tuple[str, str], Any] = {}
@@ -198,12 +202,29 @@ class HostStages:
             found = discover_plugins(
                 group=self._group, path=self._path, dirs=self._dirs, cache=self._cache
             )
-        result = DiscoveryResult(
-            (*self._memory, *found.plugins), found.diagnostics, found.from_cache
+        result = (
+            DiscoveryResult((*self._memory, *found.plugins), found.diagnostics, found.from_cache)
+            if self._memory
+            else found  # a warm one keeps its plugins encoded until first read
         )
         self._discovery = result
         self._discovery_token = found.token
         self.diagnostics = list(result.diagnostics)
+        self._warm = None
+        if not self._records:
+            from clawhost.host import warmstart
+
+            # A first discovery whose outcome was resolved cleanly before: records built
+            # on first use, the plugins left encoded (clawhost.host.warmstart).
+            self._warm = warmstart.prepare(self)
+            if self._warm is not None:
+                self._records.update(self._warm.records())
+                logger.info(
+                    "Discovered %d plugin(s) in %.1f ms",
+                    len(self._records),
+                    (time.perf_counter() - started) * 1e3,
+                )
+                return result
         for name, candidates in result.versions().items():
             record = self._records.get(name)
             settings = self.config.plugins.plugin_settings.get(name)  # None: the defaults
@@ -293,15 +314,19 @@ class HostStages:
             self.discover()
         # A first resolve with inputs unchanged since the last clean one is answered from
         # the outcome stored then (clawhost.host.warmstart), without parsing a manifest.
-        first = not extra_pins and all(
-            record.state in (S.DISCOVERED, S.DISABLED) for record in self._records.values()
+        warm = self._warm
+        built = self._records.values() if warm is None else warm.filled
+        first = (
+            not extra_pins
+            and (warm is None or not warm.resolved)
+            and all(record.state in (S.DISCOVERED, S.DISABLED) for record in built)
         )
-        if first:
-            warm = warmstart.recall(self)
-            if warm is not None:
-                self._resolution = warm
-                logger.info("Resolved %d plugin(s) from the warm start", len(warm.selected))
-                return warm
+        recalled = warm.resolve(self._records) if first and warm is not None else None
+        if recalled is not None:
+            self._resolution = recalled
+            logger.info("Resolved %d plugin(s) from the warm start", len(recalled.selected))
+            return recalled
+        self._warm = None
         for record in self._records.values():
             if record.state is S.DISCOVERED:
                 self._load(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,10 @@ __all__ = [
     "Failure",
     "HealthReport",
     "PluginRecord",
+    "complete_record",
+    "is_pending",
     "needs_eager_activation",
+    "pending_records",
     "retry_resolution_failures",
 ]
 
@@ -255,6 +258,50 @@ class PluginRecord:
             "error": str(self.failure) if self.failure else None,
             "timings": dict(self.timings),
         }
+
+
+class _PendingRecord(PluginRecord):
+    """A record built on first use (``pending_records``): only ``name`` is set, and
+    reading any other attribute first has the class's ``_fill`` complete it."""
+
+    __slots__ = ()
+    _fill: Callable[[PluginRecord], None]
+
+    def __getattr__(self, attribute: str) -> Any:
+        fill = vars(type(self)).get("_fill")
+        if fill is None:  # completed meanwhile (by another thread)
+            return object.__getattribute__(self, attribute)
+        fill.__func__(self)  # completes it, and makes it a plain PluginRecord
+        return getattr(self, attribute)
+
+
+def pending_records(
+    names: Iterable[str], fill: Callable[[PluginRecord], None]
+) -> dict[str, PluginRecord]:
+    """One record per name, each built on first use by ``fill(record)``, which computes
+    its fields and hands them to ``complete_record`` (a warm start makes thousands of
+    these, most never read). A record is a ``PluginRecord`` from the start."""
+    cls = type("PendingRecord", (_PendingRecord,), {"__slots__": (), "_fill": staticmethod(fill)})
+    new = object.__new__
+    records: dict[str, PluginRecord] = {}
+    for name in names:
+        record: PluginRecord = new(cls)
+        record.name = name
+        records[name] = record
+    return records
+
+
+def is_pending(record: PluginRecord) -> bool:
+    """Whether ``record`` is still to be built (``pending_records``)."""
+    return isinstance(record, _PendingRecord)
+
+
+def complete_record(record: PluginRecord, fields: Mapping[str, Any]) -> None:
+    """Complete a pending record with ``fields`` (keeping what was assigned before)."""
+    own = record.__dict__
+    for key, value in fields.items():
+        own.setdefault(key, value)
+    record.__class__ = PluginRecord
 
 
 def needs_eager_activation(record: PluginRecord) -> bool:

@@ -236,6 +236,24 @@ class ToolRegistry(NamedRegistry[Tool[Any]]):
                 if self._declared.setdefault(name, owner) == owner:
                     self._declared_by.setdefault(owner, []).append(name)
 
+    def declarations(self) -> tuple[dict[str, str], dict[str, builtins.list[str]]]:
+        """What ``declare`` recorded: tool -> plugin, and plugin -> its tools (copies)."""
+        with self._lock:
+            by = {owner: list(names) for owner, names in self._declared_by.items()}
+            return dict(self._declared), by
+
+    def restore_declarations(
+        self, declared: dict[str, str], by: dict[str, builtins.list[str]]
+    ) -> None:
+        """Take ``declarations()`` as saved earlier, for a registry that has none yet
+        (a warm start: one step instead of a ``declare`` per plugin). The registry keeps
+        the two dicts given."""
+        with self._lock:
+            if self._declared or self._declared_by:
+                raise RuntimeError("restore_declarations needs a registry with no declarations")
+            self._declared = declared
+            self._declared_by = by
+
     def undeclare(self, owner: str) -> None:
         """Forget what ``owner`` declared (it was unloaded or failed)."""
         with self._lock:
