@@ -8,6 +8,7 @@ busy loops and real blocking calls, with short limits and generous slack.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from typing import Any
@@ -230,3 +231,42 @@ async def test_an_awaitable_a_sync_handler_returns_runs_in_its_scope_and_under_i
     assert [failure.plugin for failure in report.failures] == ["b_waits"]
     assert isinstance(report.failures[0].error, PluginTimeout)
     assert elapsed < LIMIT + SLACK + 0.5
+
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="-")
+OWN: contextvars.ContextVar[int] = contextvars.ContextVar("own", default=0)
+
+
+async def test_handlers_see_the_callers_context_variables_and_keep_their_own_to_themselves() -> (
+    None
+):
+    """Each sync handler runs in a copy of the dispatching context holding its plugin's
+    scope: it sees the caller's variables as they are at each broadcast, and what it sets
+    reaches neither the caller, nor the next handler, nor its own next call."""
+    seen: list[tuple[str, str, int]] = []
+
+    class Reading:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @hookimpl
+        def on_message_received(self, message: object) -> None:
+            seen.append((self.name, REQUEST.get(), OWN.get()))
+            OWN.set(OWN.get() + 1)
+            REQUEST.set("changed by " + self.name)
+
+    async with host_with(("one", Reading("one")), ("two", Reading("two"))) as host:
+        for request in ("first", "first", "second"):
+            REQUEST.set(request)
+            report = await host.events.dispatch("on_message_received", message="hi")
+            assert report.ok
+            assert (REQUEST.get(), OWN.get()) == (request, 0)  # nothing leaked back
+            assert current_scope() is None
+    assert seen == [
+        ("one", "first", 0),
+        ("two", "first", 0),
+        ("one", "first", 0),
+        ("two", "first", 0),
+        ("one", "second", 0),
+        ("two", "second", 0),
+    ]

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -100,6 +101,8 @@ class _Plan:
     primary: bool
     #: The report of a broadcast in which nothing failed (reports are immutable).
     done: DispatchReport
+    #: The contexts the handlers run in on the inline path.
+    contexts: _Contexts
 
     @classmethod
     def of(cls, event: str, handlers: tuple[_Handler, ...]) -> _Plan:
@@ -109,7 +112,45 @@ class _Plan:
             not any(handler[3] for handler in handlers),
             any(handler[2] is None for handler in handlers),
             DispatchReport(event, len(handlers)),
+            _Contexts(len(handlers)),
         )
+
+
+class _Contexts:
+    """The contexts one plan's handlers run in on the inline path, as ``asyncio`` runs a
+    callback: each a copy of the dispatching context with the plugin's sandbox scope set.
+
+    Setting a context variable per handler (and resetting it) allocates, and cost more
+    than a trivial handler; entering a ready context does not. So the copies are kept
+    while the dispatching context holds the same variables (compared once a broadcast,
+    at once when nothing changed), and a handler that sets a variable in its copy gets a
+    fresh one next time: each call sees the dispatcher's variables and its own scope,
+    and what it sets stays its own. Used from one thread only (``thread``); a broadcast
+    from another takes the guarded path.
+    """
+
+    __slots__ = ("base", "cells", "thread")
+
+    def __init__(self, handlers: int) -> None:
+        self.thread: int | None = None
+        #: The dispatching context the copies were made from.
+        self.base: Context | None = None
+        #: Per handler: [its context's ``run`` or None, the context as made, the context].
+        self.cells: tuple[list[Any], ...] = tuple([None, None, None] for _ in range(handlers))
+
+    def renew(self, base: Context) -> None:
+        self.base = base
+        for cell in self.cells:
+            cell[0] = None
+
+
+def _scoped_copy(cell: list[Any], base: Context, scope: Any) -> Callable[..., Any]:
+    """Fill ``cell`` with a copy of ``base`` holding ``scope``; returns its ``run``. (A
+    plugin's scope is set before it subscribes, and stays until it is unsubscribed.)"""
+    context = base.copy()
+    context.run(_SCOPE.set, scope)
+    cell[0], cell[1], cell[2] = context.run, context.copy(), context
+    return cell[0]  # type: ignore[no-any-return]
 
 
 # A broadcast's watchdog record has no deadline of its own (each handler is timed as a
@@ -255,8 +296,8 @@ class EventBus:
         if args:
             fields = EVENT_PAYLOADS.get(event, ("payload",))
             payload = {**dict(zip(fields, args, strict=False)), **payload}
-        cell = self._cell
-        guard = cell.guard if cell is not None else self._guard()
+        holder = self._cell
+        guard = holder.guard if holder is not None else self._guard()
         now = time.monotonic()
         state = _TELEMETRY
         if now - state.checked_at < _RECHECK_SECS:  # observing(now), inlined
@@ -276,16 +317,26 @@ class EventBus:
         if slot.armed is not None:  # inside a watched call: each handler under both limits
             return await self._dispatch_guarded(event, payload, guard)
         # Each handler runs in its plugin's scope, as a step of its own under the watchdog
-        # (``sandbox.watchdog``: one record for the broadcast, no clock read per handler).
+        # (``sandbox.watchdog``: one record for the broadcast, no clock read per handler),
+        # in a copy of this context with the scope set (``_Contexts``).
+        contexts = plan.contexts
+        if contexts.thread != slot.ident:
+            if contexts.thread is not None:  # another thread's: not shared, never entered twice
+                return await self._dispatch_guarded(event, payload, guard)
+            contexts.thread = slot.ident
+        base = copy_context()
+        if contexts.base != base:  # the same variables: the same contexts, else anew
+            contexts.renew(base)
         handlers = plan.handlers
         failures: list[HandlerFailure] | None = None
-        enter, leave = _SCOPE.set, _SCOPE.reset
         record: float = now + _BROADCAST_RECORD
         slot.stepped = slot.armed = record
         try:
-            for entry in handlers:
+            for entry, cell in zip(handlers, contexts.cells):  # noqa: B905 - made alike
                 owner, callback, names, _, target = entry
-                token = enter(target.scope)
+                run = cell[0]
+                if run is None:
+                    run = _scoped_copy(cell, base, target.scope)
                 try:
                     timeout = target.timeout
                     if timeout is not None:
@@ -294,11 +345,11 @@ class EventBus:
                     try:
                         try:
                             if names is None:
-                                result = callback(primary)
+                                result = run(callback, primary)
                             elif names.__class__ is str:
-                                result = callback(payload[names])
+                                result = run(callback, payload[names])
                             else:
-                                result = callback(**{name: payload[name] for name in names})
+                                result = run(callback, **{name: payload[name] for name in names})
                         finally:
                             slot.step = None
                     except Interrupt:
@@ -329,7 +380,8 @@ class EventBus:
                     failures = _failed(failures, owner, event, failed_call(owner, event, exc))
                     continue
                 finally:
-                    leave(token)
+                    if cell[2] != cell[1]:  # it set a variable: a fresh copy next time
+                        cell[0] = None
                 if result is not None and inspect.isawaitable(result):
                     slot.stepped = slot.armed = None  # other tasks run while this awaits
                     try:  # still the plugin's code: its scope, its deadline
