@@ -443,3 +443,33 @@ async def test_modules_the_application_imported_itself_are_not_dropped(tmp_path:
     finally:
         sys.modules.pop(module, None)
         sys.modules.pop(f"{module}_where", None)
+
+
+def test_a_host_left_open_when_the_process_exits_prints_nothing(tmp_path: Path) -> None:
+    """Closing a host is the application's job, but one that forgets must not make the
+    interpreter's exit spew errors from clawhost's clean-up (it used to, from the import
+    folders a collected host still held)."""
+    import subprocess
+
+    plugins = tmp_path / "plugins"
+    twin(plugins, f"leftopen_{uuid.uuid4().hex[:8]}", "plugins")
+    script = textwrap.dedent(
+        f"""
+        import anyio
+        from clawhost import HostConfig, PluginHost
+
+        async def main():
+            host = PluginHost(config=HostConfig.from_mapping({{}}, base_dir={str(plugins)!r}),
+                              dirs=[{str(plugins)!r}], path=[], cache=False)
+            await host.start()
+            print(await host.tools.invoke("where"))
+
+        anyio.run(main)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "plugins"
+    assert done.stderr == ""
