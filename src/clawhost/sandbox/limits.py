@@ -31,6 +31,7 @@ import anyio
 
 from clawhost.errors import PluginFailed, PluginTimeout
 from clawhost.sandbox import permissions as _permissions  # noqa: F401 (installs the audit hook's installer)
+from clawhost.sandbox.handoff import loop_handoff
 from clawhost.sandbox.scope import _CURRENT, SandboxScope
 from clawhost.sandbox.watchdog import Deadline, Interrupt, Slot, claim, current_slot, local_slots
 from clawhost.sandbox.workers import Job, submit
@@ -312,6 +313,7 @@ async def _run_in_worker(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], call: _Call
 ) -> Any:
     done = anyio.Event()
+    handoff = loop_handoff()
     job = Job(
         fn,
         args,
@@ -320,9 +322,16 @@ async def _run_in_worker(
         operation=call.operation,
         scope=call.scope,
         record=call.deadline,
-        on_done=functools.partial(loop_notifier(), done.set),
+        on_done=(
+            functools.partial(loop_notifier(), done.set)
+            if handoff is None
+            else functools.partial(handoff.on_done, done.set)
+        ),
     )
-    submit(job)
+    if handoff is None:
+        submit(job)
+    else:
+        handoff.submit(job)
     try:
         with anyio.move_on_after(None if call.deadline is None else call.limit):
             await done.wait()
