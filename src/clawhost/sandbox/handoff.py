@@ -10,7 +10,8 @@ anyway: once the loop has been in one plugin call for ``STUCK_SECONDS``, and in 
 case when the oldest call has waited ``LATE_SECONDS``.
 
 Finished calls wake the loop once for all that finish before it gets to them, instead of
-a self-pipe write and a loop pass each.
+a self-pipe write and a loop pass each; the caller waits on a bare future with a timer
+(``Finish``) rather than an event inside a cancel scope.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from clawhost.sandbox.scope import enter_scope
 from clawhost.sandbox.watchdog import Slot, current_slot
 from clawhost.sandbox.workers import Job, submit_many
 
-__all__ = ["LATE_SECONDS", "STUCK_SECONDS", "LoopHandoff", "loop_handoff"]
+__all__ = ["LATE_SECONDS", "STUCK_SECONDS", "Finish", "LoopHandoff", "loop_handoff"]
 
 #: How often the helper looks at a loop with calls waiting, and how long the loop may
 #: run one plugin call (an import, an inline handler) before they are handed over.
@@ -103,6 +104,44 @@ class LoopHandoff:
         finished = self.finished
         while finished:
             finished.popleft()()
+
+
+class Finish:
+    """The loop's side of one call handed over: whether it has finished, and a wait for it
+    with a time limit. Cancelling the waiting task ends the wait (``CancelledError``)."""
+
+    __slots__ = ("finished", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.finished = False
+        self.future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        """On the loop: the call has finished."""
+        self.finished = True
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self, timeout: float | None) -> bool:  # noqa: ASYNC109 (a timer, not a cancel scope: cheaper)
+        """Wait until the call has finished, for at most ``timeout`` seconds; whether it has."""
+        if self.finished:
+            return True
+        future = self.future = self.loop.create_future()
+        timer = None if timeout is None else self.loop.call_later(timeout, _wake, future)
+        try:
+            await future
+        finally:
+            self.future = None
+            if timer is not None:
+                timer.cancel()
+        return self.finished
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 _handoffs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopHandoff]
