@@ -73,11 +73,26 @@ def _real_folder(folder: str) -> str:
     cached = _folders.get(folder)
     if cached is not None and cached[0] == info.st_dev and cached[1] == info.st_ino:
         return cached[2]
-    real = os.path.realpath(folder)
+    real = _real_from_parent(folder)
     if len(_folders) >= _MAX_FOLDERS:
         _folders.clear()
     _folders[folder] = (info.st_dev, info.st_ino, real)
     return real
+
+
+def _real_from_parent(folder: str) -> str:
+    """``os.path.realpath(folder)`` from its parent's (looked up, usually known): a folder
+    that is not a symlink is its parent's real path plus its name. A plugin's
+    ``__pycache__`` is new to the cache, the site it lives in is not."""
+    parent, name = os.path.split(folder)
+    if not os.path.isabs(folder) or name in ("", ".", "..") or parent == folder:
+        return os.path.realpath(folder)
+    try:
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            return os.path.realpath(folder)
+    except OSError:
+        return os.path.realpath(folder)
+    return os.path.join(_real_folder(parent), name)
 
 
 def _prefixes(roots: Iterable[str]) -> tuple[str, ...]:
