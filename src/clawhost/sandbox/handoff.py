@@ -34,7 +34,7 @@ __all__ = ["LATE_SECONDS", "STUCK_SECONDS", "Finish", "LoopHandoff", "loop_hando
 #: run one plugin call (an import, an inline handler) before they are handed over.
 STUCK_SECONDS = 0.005
 #: The longest a call waits to be handed over when the event loop does not end its pass.
-LATE_SECONDS = 0.05
+LATE_SECONDS = 0.25
 
 
 class LoopHandoff:
