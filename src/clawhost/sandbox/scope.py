@@ -62,7 +62,7 @@ def resolve_path(path: str, *, follow: bool = True) -> str:
 # stat: if the name still leads to the same directory (device and inode), the real path
 # is the same, so a symlink re-pointed since is noticed.
 _folders: dict[str, tuple[int, int, str]] = {}
-_MAX_FOLDERS = 1024
+_MAX_FOLDERS = 8192
 
 
 def _real_folder(folder: str) -> str:
@@ -115,10 +115,10 @@ def _python_roots() -> tuple[frozenset[str], tuple[str, ...]]:
     cached_entries, roots, prefixes = _python_cache
     if entries != cached_entries:
         found = {os.path.dirname(os.__file__)}  # the standard library, even under -I -S
-        found.update(
-            os.path.realpath(entry or ".") for entry in entries if os.path.isdir(entry or ".")
-        )
-        roots = frozenset(os.path.realpath(root) for root in found)
+        # Through the folder cache: each plugin activated adds its folder here, and
+        # resolving every entry afresh each time would cost O(plugins) realpaths a plugin.
+        found.update(_real_folder(entry or ".") for entry in entries if os.path.isdir(entry or "."))
+        roots = frozenset(_real_folder(root) for root in found)
         prefixes = _prefixes(roots)
         _python_cache = (entries, roots, prefixes)
     return roots, prefixes
