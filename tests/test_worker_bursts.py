@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,39 @@ async def test_a_call_starts_while_the_loop_is_stuck_in_plugin_code() -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(sync_call)
             group.start_soon(stuck)
+
+
+async def test_a_call_with_a_short_limit_starts_while_host_code_holds_the_loop() -> None:
+    # Host code (no plugin call, nothing for the helper to see as stuck) holds the loop
+    # past the call's whole limit: the call is handed over after a tenth of its limit, so
+    # it runs and finishes in its thread meanwhile, rather than timing out unstarted.
+    ran = threading.Event()
+
+    def quick() -> str:
+        end = time.monotonic() + 0.15  # Python code: interrupted if still running at 0.4 s
+        while time.monotonic() < end:
+            pass
+        ran.set()
+        return "done"
+
+    async def sync_call() -> str:
+        return await call_plugin(quick, plugin="demo", operation="call", timeout=0.4)
+
+    async def hold_the_loop() -> None:
+        ran.wait(2)  # plain host code: blocks the loop until the call has run
+        time.sleep(0.5)  # noqa: ASYNC251 (and past the call's deadline: on purpose)
+
+    results: list[str] = []
+
+    async def call_and_keep() -> None:
+        results.append(await sync_call())
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            group.start_soon(call_and_keep)
+            group.start_soon(hold_the_loop)
+    assert ran.is_set()
+    assert results == ["done"]
 
 
 async def test_a_blocked_sync_activate_among_many_is_abandoned_at_its_deadline(

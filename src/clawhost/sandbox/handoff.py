@@ -7,7 +7,7 @@ the hooks run after the imports of that pass instead of each fighting the loop f
 GIL from the middle of the next import. When plugin code keeps the loop from ending its
 pass (an import that hangs until its deadline), a helper thread hands the calls over
 anyway: once the loop has been in one plugin call for ``STUCK_SECONDS``, and in any
-case when the oldest call has waited ``LATE_SECONDS``.
+case when a call has waited a tenth of its time limit, or ``LATE_SECONDS``.
 
 Finished calls wake the loop once for all that finish before it gets to them, instead of
 a self-pipe write and a loop pass each; the caller waits on a bare future with a timer
@@ -33,8 +33,9 @@ __all__ = ["LATE_SECONDS", "STUCK_SECONDS", "Finish", "LoopHandoff", "loop_hando
 #: How often the helper looks at a loop with calls waiting, and how long the loop may
 #: run one plugin call (an import, an inline handler) before they are handed over.
 STUCK_SECONDS = 0.005
-#: The longest a call waits to be handed over when the event loop does not end its pass.
-LATE_SECONDS = 0.25
+#: The longest a call waits to be handed over when the event loop does not end its pass
+#: (a call with a time limit waits a tenth of it at most, if that is less).
+LATE_SECONDS = 0.5
 
 
 class LoopHandoff:
@@ -43,11 +44,11 @@ class LoopHandoff:
     __slots__ = (
         "__weakref__",
         "finished",
+        "hand_by",
         "lock",
         "loop",
         "pending",
         "seen",
-        "since",
         "slot",
         "waking",
     )
@@ -57,18 +58,20 @@ class LoopHandoff:
         self.slot = slot  # the loop thread's watchdog slot: which plugin call it is in
         self.lock = threading.Lock()
         self.pending: list[Job] = []
-        self.since = 0.0  # when the oldest waiting call was made
+        self.hand_by = 0.0  # when the waiting calls are to be handed over at the latest
         self.seen: object = None  # the loop's plugin call at the helper's last look
         self.finished: deque[Callable[[], object]] = deque()
         self.waking = False
 
     def submit(self, job: Job) -> None:
         """Hand ``job`` to a worker thread at the end of this pass of the loop."""
+        now = time.monotonic()
+        wait = LATE_SECONDS if job.record is None else min(LATE_SECONDS, (job.record - now) / 10)
         with self.lock:
             first = not self.pending
             self.pending.append(job)
+            self.hand_by = now + wait if first else min(self.hand_by, now + wait)
         if first:
-            self.since = time.monotonic()
             # In a fresh context: the threads started there are the host's, whatever
             # plugin's scope the first call of the pass was made in.
             self.loop.call_soon(self.flush, context=contextvars.Context())
@@ -83,12 +86,12 @@ class LoopHandoff:
 
     def overdue(self, now: float) -> bool:
         """Whether the waiting calls are to be handed over by the helper: the loop has
-        been in one plugin call since the last look, or they have waited too long."""
+        been in one plugin call since the last look, or one has waited long enough."""
         slot = self.slot
         running = slot.armed if slot.step is None else slot.step
         stuck = running is not None and running is self.seen
         self.seen = running
-        return stuck or now - self.since >= LATE_SECONDS
+        return stuck or now >= self.hand_by
 
     def on_done(self, callback: Callable[[], object]) -> None:
         """From a worker thread: run ``callback`` on the loop soon."""
