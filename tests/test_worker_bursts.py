@@ -9,6 +9,7 @@ and deadline, and calls that block must still overlap.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -205,3 +206,16 @@ async def test_a_blocked_sync_activate_among_many_is_abandoned_at_its_deadline(
         stuck_gate.release.set()
         sys.path.remove(str(tmp_path))
         sys.modules.pop("stuck_gate", None)
+
+
+def test_an_event_loops_handoff_does_not_outlive_it() -> None:
+    from clawhost.sandbox import handoff
+
+    async def one_call() -> None:
+        await call_plugin(threading.get_ident, plugin="demo", operation="call", timeout=5.0)
+
+    before = len(handoff._handoffs)
+    for _ in range(5):
+        anyio.run(one_call)
+    gc.collect()
+    assert len(handoff._handoffs) <= before

@@ -43,10 +43,10 @@ class LoopHandoff:
 
     __slots__ = (
         "__weakref__",
+        "_loop",
         "finished",
         "hand_by",
         "lock",
-        "loop",
         "pending",
         "seen",
         "slot",
@@ -54,7 +54,9 @@ class LoopHandoff:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, slot: Slot) -> None:
-        self.loop = loop
+        # Weakly: the registry's key is the loop, and a value holding it would keep every
+        # loop ever run (and its handoff) alive.
+        self._loop = weakref.ref(loop)
         self.slot = slot  # the loop thread's watchdog slot: which plugin call it is in
         self.lock = threading.Lock()
         self.pending: list[Job] = []
@@ -62,6 +64,13 @@ class LoopHandoff:
         self.seen: object = None  # the loop's plugin call at the helper's last look
         self.finished: deque[Callable[[], object]] = deque()
         self.waking = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop (alive: it is running whenever this is asked)."""
+        loop = self._loop()
+        assert loop is not None
+        return loop
 
     def submit(self, job: Job) -> None:
         """Hand ``job`` to a worker thread at the end of this pass of the loop."""
@@ -100,7 +109,9 @@ class LoopHandoff:
         # followed by the one scheduled here; one that has not cleared it yet sees it.
         if not self.waking:
             self.waking = True
-            self.loop.call_soon_threadsafe(self._deliver)
+            loop = self._loop()
+            if loop is not None:  # gone: nobody waits for the call any more
+                loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         self.waking = False
