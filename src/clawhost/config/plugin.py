@@ -13,11 +13,12 @@ messages, so problems are built here from the error *types* and never from its t
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -98,7 +99,7 @@ class PluginConfig(Mapping[str, Any]):
     ) -> None:
         # A deep copy: the plugin may change its lists, but not the host's configuration.
         object.__setattr__(self, "_plugin", plugin)
-        object.__setattr__(self, "_values", copy.deepcopy(dict(values)))
+        object.__setattr__(self, "_values", _copied(dict(values)))
         object.__setattr__(self, "_secret_keys", frozenset(secret_keys))
         object.__setattr__(self, "_sources", dict(sources or dict.fromkeys(values, "config")))
 
@@ -197,7 +198,7 @@ def validate_plugin_config(
             problems.append(Problem(field(key), where, _EXPECTED[option.type]))
             continue
         if source != "unset":
-            value, problem = _check(option, value, source, field(key))
+            value, problem = _check(option, value, source, functools.partial(field, key))
             if problem is not None:
                 problems.append(problem)
                 continue
@@ -221,8 +222,22 @@ def _pick(option: ConfigOption, given: Any, environ: Mapping[str, str]) -> tuple
     if option.env is not None and environ.get(option.env):
         return "env", None
     if option.default is not None:
-        return "default", copy.deepcopy(option.default)
+        return "default", _copied(option.default)
     return "unset", None
+
+
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of ``value``; strings, numbers and the like (and containers holding
+    only them, one level deep) are copied without ``copy.deepcopy``'s dispatch."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is dict and all(type(item) in _ATOMIC for item in value.values()):
+        return dict(value)
+    return copy.deepcopy(value)
 
 
 def _from_text(kind: str, text: str) -> Any:
@@ -247,13 +262,13 @@ def _from_text(kind: str, text: str) -> Any:
 
 
 def _check(
-    option: ConfigOption, value: Any, source: Source, field: str
+    option: ConfigOption, value: Any, source: Source, where: Callable[[], str]
 ) -> tuple[Any, Problem | None]:
-    """``value`` as validated for ``option``, or the problem with it.
+    """``value`` as validated for ``option``, or the problem with it (at ``where()``: the
+    field and the value's description are only worked out for a problem).
 
     The problem is built without pydantic's message text, which would quote the value.
     """
-    shown = kind_of(value) if option.is_secret else short_repr(value)
     try:
         valid = _adapter(option.type).validate_python(value)
     except ValidationError:
@@ -261,12 +276,18 @@ def _check(
         if source == "env":
             assert option.env is not None
             message = f"environment variable {option.env} does not hold {_EXPECTED[option.type]}"
-            return None, Problem(field, message, _ENV_EXPECTED.get(option.type))
-        message = f"got {shown}"
+            return None, Problem(where(), message, _ENV_EXPECTED.get(option.type))
+        message = f"got {_shown(option, value)}"
         if isinstance(value, str) and option.type in ("integer", "float", "boolean"):
             message += " (quoted: TOML numbers, true and false are written without quotes)"
-        return None, Problem(field, message, _EXPECTED[option.type])
+        return None, Problem(where(), message, _EXPECTED[option.type])
     if option.enum is not None and valid not in option.enum:
         allowed = ", ".join(short_repr(item) for item in option.enum)
-        return None, Problem(field, f"got {shown}, which is not allowed", f"one of: {allowed}")
+        message = f"got {_shown(option, value)}, which is not allowed"
+        return None, Problem(where(), message, f"one of: {allowed}")
     return valid, None
+
+
+def _shown(option: ConfigOption, value: Any) -> str:
+    """How a problem names the value: its kind only, for a secret."""
+    return kind_of(value) if option.is_secret else short_repr(value)

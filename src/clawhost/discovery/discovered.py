@@ -149,6 +149,11 @@ class PluginSource:
     def import_root(self) -> Path:
         return Path(self._import_root)
 
+    @property
+    def import_folder(self) -> str:
+        """``import_root`` as a string (what the loader needs, without building a Path)."""
+        return self._import_root
+
     def __str__(self) -> str:
         if self.kind is SourceKind.DISTRIBUTION:
             return f"distribution {self.distribution} ({self._location})"
@@ -358,6 +363,11 @@ class DiscoveredPlugin:
     def package_dir(self) -> Path:
         """The folder holding the manifest: the plugin's own files live here."""
         return Path(os.path.dirname(self._manifest_path))
+
+    @property
+    def package_folder(self) -> str:
+        """``package_dir`` as a string (what the loader needs, without building a Path)."""
+        return os.path.dirname(self._manifest_path)
 
     def to_row(self) -> tuple[str, ...]:
         """The cacheable form: strings only, the manifest as the TOML text it was read from."""

@@ -174,20 +174,24 @@ class HostActivation(HostStages):
             record.activated_at = time.time()
             record.move(S.ACTIVE)
             self._check_declared(record)
-            registered = self._context.registrations(record.name)
-            logger.info(
-                "Plugin %r v%s active in %.1f ms%s",
-                record.name,
-                version,
-                elapsed * 1e3,
-                f" (tools: {', '.join(registered.tools)})" if registered.tools else "",
-            )
+            if logger.isEnabledFor(logging.INFO):
+                tools = self._context.tools.owned_by(record.name)
+                logger.info(
+                    "Plugin %r v%s active in %.1f ms%s",
+                    record.name,
+                    version,
+                    elapsed * 1e3,
+                    f" (tools: {', '.join(tools)})" if tools else "",
+                )
         await self.events.dispatch("on_plugin_activated", plugin=record.name, version=version)
         self._start_channels(record)
 
     def _start_channels(self, record: PluginRecord) -> None:
         """Run the plugin's configured channel instances (``[plugins.<name>.channels]``)."""
-        for instance, settings in self.config.settings_for(record.name).channels.items():
+        configured = self.config.plugins.plugin_settings.get(record.name)
+        if configured is None:  # no [plugins.<name>] table: no channels (and no model built)
+            return
+        for instance, settings in configured.channels.items():
             supervisor = ChannelSupervisor(self, record.name, instance, settings)
             self._channel_supervisors[(record.name, instance)] = supervisor
             self._background.start_soon(("channel", record.name, instance), supervisor.run)
@@ -308,19 +312,17 @@ class HostActivation(HostStages):
         manifest = record.manifest
         if manifest is None or record.name not in self._records:
             return
-        registered = self._context.registrations(record.name)
-        declared = manifest.capabilities
-        missing = [
-            f"{kind[:-1]} {name!r}"
-            for kind, names, have in (
-                ("tools", declared.tools, registered.tools),
-                ("channels", declared.channels, registered.channels),
-                ("pipeline_stages", declared.pipeline_stages, registered.pipeline_stages),
-                ("providers", declared.providers, registered.providers),
-            )
-            for name in names
-            if name not in have
-        ]
+        context, declared = self._context, manifest.capabilities
+        missing: list[str] = []
+        for kind, names, registry in (
+            ("tools", declared.tools, context.tools),
+            ("channels", declared.channels, context.channels),
+            ("pipeline_stages", declared.pipeline_stages, context.pipeline),
+            ("providers", declared.providers, context.providers),
+        ):
+            if names:  # only the kinds it declares are looked up
+                have = set(registry.owned_by(record.name))
+                missing.extend(f"{kind[:-1]} {name!r}" for name in names if name not in have)
         if missing:
             diagnostic = Diagnostic(
                 record.name,
@@ -351,11 +353,13 @@ class HostActivation(HostStages):
     ) -> Mapping[str, Any]:
         from clawhost.config.plugin import validate_plugin_config
 
-        settings = self.config.settings_for(record.name)
+        # Without a [plugins.<name>] table there are no values (settings_for would build
+        # a default model to say so).
+        settings = self.config.plugins.plugin_settings.get(record.name)
         return validate_plugin_config(
             record.name,
             candidate.manifest.config,
-            settings.config,
+            settings.config if settings is not None else {},
             file=self.config.file,
             environ=self._environ,
         )

@@ -8,6 +8,7 @@ of it whatever the plugin's ``deactivate`` does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -181,7 +182,12 @@ class PluginContext:
         # lock makes "check, then add" atomic with closing.
         self._closed = False
         self._lock = threading.Lock()
-        self.logger = logging.getLogger(f"clawhost.plugin.{name}")
+
+    @functools.cached_property
+    def logger(self) -> logging.Logger:
+        """The plugin's logger, ``clawhost.plugin.<name>`` (made when first used: a new
+        logger takes the logging lock and links itself into the hierarchy)."""
+        return logging.getLogger(f"clawhost.plugin.{self.name}")
 
     def __repr__(self) -> str:
         return f"<PluginContext {self.name} {self.version}>"

@@ -93,13 +93,13 @@ def import_plugin(
         return (given() if isinstance(given, type) else given), frozenset()
     module_name, _, attribute = source.entry.partition(":")
     holder = holder if holder is not None else candidate
-    root = os.fspath(source.import_root)
+    root = source.import_folder
     if source.kind in (SourceKind.DIRECTORY, SourceKind.PROJECT):
         # A project's source tree wins over an installed copy of the same package.
         replace = source.kind is SourceKind.PROJECT
         _prepare_directory_import(candidate.name, module_name, root, holder, replace=replace)
     else:
-        _make_reachable(module_name, root, candidate.package_dir, holder)
+        _make_reachable(module_name, root, candidate.package_folder, holder)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -154,9 +154,7 @@ def _clash(plugin: str, module: str, root: str, other: str) -> LoadProblem:
     )
 
 
-def _make_reachable(
-    module: str, path_entry: str, package_dir: os.PathLike[str] | str, holder: object
-) -> None:
+def _make_reachable(module: str, path_entry: str, package_dir: str, holder: object) -> None:
     """A distribution found on a path the host was given (``PluginHost(path=...)``) is
     imported from there: the site is held for it while it is loaded. One on ``sys.path``
     only counts as a user of its package's folder. Modules imported before (by the
@@ -165,7 +163,7 @@ def _make_reachable(
     if path_entry not in sys.path and os.path.isdir(path_entry):
         hold_site(path_entry, holder, borrowed=borrowed)
     else:
-        hold_place(os.fspath(package_dir), holder, borrowed=borrowed)
+        hold_place(package_dir, holder, borrowed=borrowed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import anyio
 
 from clawhost.errors import PluginFailed, PluginTimeout
 from clawhost.sandbox import permissions as _permissions  # noqa: F401 (installs the audit hook's installer)
+from clawhost.sandbox.handoff import Finish, loop_handoff
 from clawhost.sandbox.scope import _CURRENT, SandboxScope
 from clawhost.sandbox.watchdog import Deadline, Interrupt, Slot, claim, current_slot, local_slots
 from clawhost.sandbox.workers import Job, submit
@@ -311,6 +312,37 @@ def loop_notifier() -> Callable[[Callable[[], object]], object]:
 async def _run_in_worker(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], call: _Call
 ) -> Any:
+    handoff = loop_handoff()
+    if handoff is None:
+        return await _run_in_worker_anyio(fn, args, kwargs, call)
+    finish = Finish(handoff.loop)
+    job = Job(
+        fn,
+        args,
+        kwargs,
+        plugin=call.plugin,
+        operation=call.operation,
+        scope=call.scope,
+        record=call.deadline,
+        on_done=functools.partial(handoff.on_done, finish.set),
+    )
+    handoff.submit(job)
+    try:
+        finished = await finish.wait(None if call.deadline is None else call.limit)
+    except BaseException:  # cancelled: nobody wants the result, stop the plugin code
+        job.abandon()
+        raise
+    if not finished:
+        job.abandon()
+        await finish.wait(INTERRUPT_GRACE)
+        raise call.timed_out(interrupted=not job.leave_running())
+    return _outcome(job, call)
+
+
+async def _run_in_worker_anyio(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], call: _Call
+) -> Any:
+    """``_run_in_worker`` on an event loop other than asyncio's (trio)."""
     done = anyio.Event()
     job = Job(
         fn,
@@ -334,6 +366,11 @@ async def _run_in_worker(
         with anyio.move_on_after(INTERRUPT_GRACE):
             await done.wait()
         raise call.timed_out(interrupted=not job.leave_running())
+    return _outcome(job, call)
+
+
+def _outcome(job: Job, call: _Call) -> Any:
+    """What a finished worker call returns (or raises) to its caller."""
     if job.outcome == "interrupted":  # fired just as it finished, after the deadline
         raise call.timed_out(interrupted=True)
     if job.outcome == "error":

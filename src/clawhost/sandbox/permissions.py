@@ -28,6 +28,7 @@ from clawhost.sandbox.scope import (
     EffectivePermissions,
     SandboxScope,
     _prefixes,
+    _real_folder,
     _within,
     current_scope,
     enter_scope,
@@ -147,7 +148,9 @@ def grant_permissions(
             str(source.file) if source is not None and source.file is not None else None,
             complete=not impossible,
         )
-    readable = [os.path.realpath(package_dir)] if package_dir is not None else []
+    # The package's folder through the sandbox's real-path cache: its site is known, so
+    # only the folder itself is looked at (os.path.realpath would walk every component).
+    readable = [_real_folder(os.fspath(package_dir))] if package_dir is not None else []
     readable.extend(_system_readable())
     return EffectivePermissions(
         plugin=plugin,

@@ -62,7 +62,7 @@ def resolve_path(path: str, *, follow: bool = True) -> str:
 # stat: if the name still leads to the same directory (device and inode), the real path
 # is the same, so a symlink re-pointed since is noticed.
 _folders: dict[str, tuple[int, int, str]] = {}
-_MAX_FOLDERS = 1024
+_MAX_FOLDERS = 8192
 
 
 def _real_folder(folder: str) -> str:
@@ -73,11 +73,26 @@ def _real_folder(folder: str) -> str:
     cached = _folders.get(folder)
     if cached is not None and cached[0] == info.st_dev and cached[1] == info.st_ino:
         return cached[2]
-    real = os.path.realpath(folder)
+    real = _real_from_parent(folder)
     if len(_folders) >= _MAX_FOLDERS:
         _folders.clear()
     _folders[folder] = (info.st_dev, info.st_ino, real)
     return real
+
+
+def _real_from_parent(folder: str) -> str:
+    """``os.path.realpath(folder)`` from its parent's (looked up, usually known): a folder
+    that is not a symlink is its parent's real path plus its name. A plugin's
+    ``__pycache__`` is new to the cache, the site it lives in is not."""
+    parent, name = os.path.split(folder)
+    if not os.path.isabs(folder) or name in ("", ".", "..") or parent == folder:
+        return os.path.realpath(folder)
+    try:
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            return os.path.realpath(folder)
+    except OSError:
+        return os.path.realpath(folder)
+    return os.path.join(_real_folder(parent), name)
 
 
 def _prefixes(roots: Iterable[str]) -> tuple[str, ...]:
@@ -100,10 +115,10 @@ def _python_roots() -> tuple[frozenset[str], tuple[str, ...]]:
     cached_entries, roots, prefixes = _python_cache
     if entries != cached_entries:
         found = {os.path.dirname(os.__file__)}  # the standard library, even under -I -S
-        found.update(
-            os.path.realpath(entry or ".") for entry in entries if os.path.isdir(entry or ".")
-        )
-        roots = frozenset(os.path.realpath(root) for root in found)
+        # Through the folder cache: each plugin activated adds its folder here, and
+        # resolving every entry afresh each time would cost O(plugins) realpaths a plugin.
+        found.update(_real_folder(entry or ".") for entry in entries if os.path.isdir(entry or "."))
+        roots = frozenset(_real_folder(root) for root in found)
         prefixes = _prefixes(roots)
         _python_cache = (entries, roots, prefixes)
     return roots, prefixes

@@ -5,6 +5,13 @@ would starve every other ``to_thread`` user) and are not daemon threads (a plugi
 a blocking call would keep the process from exiting). Here a thread whose job overran its
 deadline is simply not reused until the job returns; a new thread serves the next call.
 Idle threads exit after a while.
+
+A burst of calls (a start-up level's ``activate`` hooks) is handed over at once
+(``submit_many``): idle threads take one each, the rest wait in a backlog that finishing
+threads work through, so a thousand quick hooks need a few threads rather than a
+thousand. A backlog that makes no progress (its threads are blocked in their calls) gets
+more threads, twice as many at each stalled look (``STALL_SECONDS``), so calls that block
+still overlap.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
@@ -28,12 +37,15 @@ from clawhost.sandbox.watchdog import (
     forget_slot,
 )
 
-__all__ = ["Job", "background_calls", "submit"]
+__all__ = ["Job", "background_calls", "submit", "submit_many"]
 
 logger = logging.getLogger("clawhost.limits")
 
 #: Seconds an idle worker thread waits for work before it exits.
 IDLE_SECONDS = 30.0
+#: How often a waiting backlog is looked at: when no call of it started since the last
+#: look, more threads are started for it.
+STALL_SECONDS = 0.002
 
 _background: dict[str, int] = {}
 _background_lock = threading.Lock()
@@ -198,6 +210,7 @@ class _Worker(threading.Thread):
         slot = current_slot()
         try:
             while True:
+                job: Job | None
                 try:
                     job = self.jobs.get(timeout=IDLE_SECONDS)
                 except Empty:
@@ -205,16 +218,52 @@ class _Worker(threading.Thread):
                         return
                     continue
                 # A late interrupt that missed its claim has nothing left to stop.
-                with contextlib.suppress(Interrupt):
-                    job.run(slot)
-                with _pool_lock:
-                    _idle.append(self)
+                while job is not None:
+                    with contextlib.suppress(Interrupt):
+                        job.run(slot)
+                    job = _next_or_idle(self)
         finally:
             forget_slot()
 
 
 _idle: list[_Worker] = []
 _pool_lock = threading.Lock()
+#: Calls handed over by ``submit_many`` that no thread has taken yet, oldest first.
+_backlog: deque[Job] = deque()
+_taken = 0  # calls taken from the backlog so far (the minder's measure of progress)
+_minding = False
+
+
+def _next_or_idle(worker: _Worker) -> Job | None:
+    """The next call of the backlog for a thread that finished one, or ``None`` (and the
+    thread is idle)."""
+    global _taken
+    with _pool_lock:
+        if _backlog:
+            _taken += 1
+            return _backlog.popleft()
+        _idle.append(worker)
+        return None
+
+
+def _mind_backlog() -> None:
+    """Until the backlog is empty: start more threads for it when it has stalled."""
+    global _minding
+    enter_scope(None)
+    seen, stalled = -1, 0
+    while True:
+        time.sleep(STALL_SECONDS)
+        with _pool_lock:
+            if not _backlog:
+                _minding = False
+                return
+            if _taken != seen:
+                seen, stalled = _taken, 0
+                continue
+            stalled += 1
+            jobs = [_backlog.popleft() for _ in range(min(len(_backlog), 1 << (stalled - 1)))]
+        for job in jobs:
+            _start_worker(job)
 
 
 def _retire(worker: _Worker) -> bool:
@@ -225,11 +274,41 @@ def _retire(worker: _Worker) -> bool:
         return False  # just handed a job: keep going
 
 
+def _start_worker(job: Job) -> None:
+    worker = _Worker()
+    worker.start()
+    worker.jobs.put(job)
+
+
 def submit(job: Job) -> None:
     """Run ``job`` on an idle worker thread, or on a new one."""
     with _pool_lock:
         worker = _idle.pop() if _idle else None
     if worker is None:
-        worker = _Worker()
-        worker.start()
-    worker.jobs.put(job)
+        _start_worker(job)
+    else:
+        worker.jobs.put(job)
+
+
+def submit_many(jobs: Iterable[Job]) -> None:
+    """Run ``jobs``, a burst of calls: one each on the idle threads, the rest in turn on
+    the threads as they finish (with more threads when none finishes for a while)."""
+    global _minding
+    handed: list[tuple[_Worker, Job]] = []
+    start: Job | None = None
+    with _pool_lock:
+        for job in jobs:
+            if _idle:
+                handed.append((_idle.pop(), job))
+            elif not handed and start is None:
+                start = job  # no thread at all is free: one new thread begins the backlog
+            else:
+                _backlog.append(job)
+        mind = bool(_backlog) and not _minding
+        _minding = _minding or mind
+    for worker, job in handed:
+        worker.jobs.put(job)
+    if start is not None:
+        _start_worker(start)
+    if mind:
+        threading.Thread(target=_mind_backlog, name="clawhost-backlog", daemon=True).start()
