@@ -316,16 +316,7 @@ async def _run_in_worker(
     if handoff is None:
         return await _run_in_worker_anyio(fn, args, kwargs, call)
     finish = Finish(handoff.loop)
-    job = Job(
-        fn,
-        args,
-        kwargs,
-        plugin=call.plugin,
-        operation=call.operation,
-        scope=call.scope,
-        record=call.deadline,
-        on_done=functools.partial(handoff.on_done, finish.set),
-    )
+    job = _job(fn, args, kwargs, call, functools.partial(handoff.on_done, finish.set))
     handoff.submit(job)
     try:
         finished = await finish.wait(None if call.deadline is None else call.limit)
@@ -344,16 +335,7 @@ async def _run_in_worker_anyio(
 ) -> Any:
     """``_run_in_worker`` on an event loop other than asyncio's (trio)."""
     done = anyio.Event()
-    job = Job(
-        fn,
-        args,
-        kwargs,
-        plugin=call.plugin,
-        operation=call.operation,
-        scope=call.scope,
-        record=call.deadline,
-        on_done=functools.partial(loop_notifier(), done.set),
-    )
+    job = _job(fn, args, kwargs, call, functools.partial(loop_notifier(), done.set))
     submit(job)
     try:
         with anyio.move_on_after(None if call.deadline is None else call.limit):
@@ -367,6 +349,26 @@ async def _run_in_worker_anyio(
             await done.wait()
         raise call.timed_out(interrupted=not job.leave_running())
     return _outcome(job, call)
+
+
+def _job(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    call: _Call,
+    on_done: Callable[[], object],
+) -> Job:
+    """The worker thread's job for ``call``: its scope, and its deadline as the record."""
+    return Job(
+        fn,
+        args,
+        kwargs,
+        plugin=call.plugin,
+        operation=call.operation,
+        scope=call.scope,
+        record=call.deadline,
+        on_done=on_done,
+    )
 
 
 def _outcome(job: Job, call: _Call) -> Any:
