@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from clawhost import DiscoveryCache
+
 from ._site import SiteDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +73,12 @@ def installed_examples(wheelhouse: Path, tmp_path: Path) -> Path:
     target = tmp_path / "site-packages"
     pip("install", "--no-deps", "--target", target, *sorted(wheelhouse.glob("*.whl")))
     return target
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> DiscoveryCache:
+    """A discovery cache of the test's own."""
+    return DiscoveryCache(tmp_path / "cache")
 
 
 @pytest.fixture

@@ -13,11 +13,6 @@ from clawhost import DiscoveryCache, DiscoveryResult, discover_plugins, invalida
 from ._site import SiteDir, age, manifest
 
 
-@pytest.fixture
-def cache(tmp_path: Path) -> DiscoveryCache:
-    return DiscoveryCache(tmp_path / "cache")
-
-
 def run(
     cache: DiscoveryCache | bool, site: SiteDir, dirs: tuple[Path, ...] = ()
 ) -> DiscoveryResult:

@@ -4,20 +4,18 @@ the record a cold start makes."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from clawhost import DiscoveryCache, HostConfig, PluginHost, PluginState
+from clawhost import DiscoveryCache, PluginHost, PluginState
 from clawhost.errors import ClawhostError
 from clawhost.runtime.records import PluginRecord, is_pending, needs_eager_activation
 
 from ._site import SiteDir, age
-from .test_warmstart import WARM, install, plugin_toml
+from .test_warmstart import install, lazy_host, plugin_toml, started
 
 S = PluginState
 TOOLS = ("t00", "t01", "t02", "t03", "t04", "t05")
@@ -50,11 +48,8 @@ def _stop_hosts() -> Iterator[None]:
 
 
 def _host(site: SiteDir, cache: DiscoveryCache) -> PluginHost:
-    config = HostConfig.from_mapping(
-        {"plugins": {"sandbox": {"net_allowed": ["api.example.com:443"]}}}
-    )
-    host = PluginHost(config=config, path=[str(site)], cache=cache, lazy=True)
-    _HOSTS.append(host)
+    host = lazy_host(site, cache)
+    _HOSTS.append(host)  # stopped after the test
     return host
 
 
@@ -62,10 +57,7 @@ def _start(
     site: SiteDir, cache: DiscoveryCache, caplog: pytest.LogCaptureFixture
 ) -> tuple[PluginHost, bool]:
     host = _host(site, cache)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="clawhost.lifecycle"):
-        anyio.run(host.start)
-    return host, any(WARM in record.getMessage() for record in caplog.records)
+    return host, started(host, caplog)
 
 
 def _built(host: PluginHost) -> set[str]:
@@ -91,11 +83,6 @@ def _view(record: PluginRecord) -> dict[str, Any]:
         "dict": {**record.to_dict(), "timings": None},
         "type": type(record),  # read last: a pending record is a PluginRecord subclass
     }
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> DiscoveryCache:
-    return DiscoveryCache(tmp_path / "cache")
 
 
 @pytest.fixture
@@ -175,11 +162,7 @@ def test_a_record_read_before_the_first_resolve_is_discovered_then_resolved(
     assert host.plugins["t03"].state is S.DISCOVERED
     assert host.plugins["hooks"].state is S.DISCOVERED
     assert _built(host) == {"t03", "hooks"}
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="clawhost.lifecycle"):
-        anyio.run(host.start)
-
-    assert any(WARM in record.getMessage() for record in caplog.records)
+    assert started(host, caplog)
     assert host.plugins["t03"].state is S.RESOLVED  # built before the resolve
     assert host.plugins["t03"].selected is not None
     assert host.plugins["t04"].state is S.RESOLVED  # built after it
@@ -258,11 +241,7 @@ def test_a_plugin_disabled_before_the_first_resolve_takes_the_full_path(
     host = _host(many, cache)
     host.discover()
     anyio.run(host.disable, "t02")
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="clawhost.lifecycle"):
-        anyio.run(host.start)
-
-    assert not any(WARM in record.getMessage() for record in caplog.records)
+    assert not started(host, caplog)
     assert host.plugins["t02"].state is S.DISABLED
     assert "t02" not in host.plan.order
     assert "t02_echo" not in {info.name for info in host.tools.list()}

@@ -54,23 +54,34 @@ def install(site: SiteDir, name: str, **options: Any) -> None:
     )
 
 
-def start(
+def lazy_host(
     site: SiteDir,
     cache: DiscoveryCache | bool,
-    caplog: pytest.LogCaptureFixture,
     *,
     net: tuple[str, ...] = ("api.example.com:443",),
     host_version: str = "1.0.0",
-) -> tuple[PluginHost, bool]:
-    """Start a lazy host; returns it and whether its resolve came from the warm start."""
+) -> PluginHost:
+    """A lazy host of ``site``'s plugins, granting them ``net``."""
     config = HostConfig.from_mapping({"plugins": {"sandbox": {"net_allowed": list(net)}}})
-    host = PluginHost(
+    return PluginHost(
         config=config, path=[str(site)], cache=cache, lazy=True, host_version=host_version
     )
+
+
+def started(host: PluginHost, caplog: pytest.LogCaptureFixture) -> bool:
+    """Start ``host``; whether its resolve came from the warm start."""
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="clawhost.lifecycle"):
         anyio.run(host.start)
-    return host, any(WARM in record.getMessage() for record in caplog.records)
+    return any(WARM in record.getMessage() for record in caplog.records)
+
+
+def start(
+    site: SiteDir, cache: DiscoveryCache | bool, caplog: pytest.LogCaptureFixture, **options: Any
+) -> tuple[PluginHost, bool]:
+    """Start a lazy host; returns it and whether its resolve came from the warm start."""
+    host = lazy_host(site, cache, **options)
+    return host, started(host, caplog)
 
 
 def summary(host: PluginHost) -> dict[str, Any]:
@@ -81,11 +92,6 @@ def summary(host: PluginHost) -> dict[str, Any]:
         "tools": [(info.name, info.plugin) for info in host.tools.list()],
         "failures": {name: str(r.failure) for name, r in host.plugins.items() if r.failure},
     }
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> DiscoveryCache:
-    return DiscoveryCache(tmp_path / "cache")
 
 
 @pytest.fixture

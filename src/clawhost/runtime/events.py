@@ -13,7 +13,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,7 +24,7 @@ from clawhost.core.telemetry import TRACING as _TRACING
 from clawhost.core.telemetry import State as _TELEMETRY
 from clawhost.errors import NotRegistered
 from clawhost.runtime.guard import GuardCell, Withdrawn
-from clawhost.sandbox.limits import call_plugin, current_slot, failed_call, timed_out
+from clawhost.sandbox.limits import await_result, current_slot, failed_call, timed_out
 from clawhost.sandbox.scope import _CURRENT as _SCOPE
 from clawhost.sandbox.watchdog import Interrupt, claim, local_slots
 
@@ -169,10 +169,6 @@ def _unheard(event: str) -> DispatchReport:
             _UNHEARD.clear()
         report = _UNHEARD[event] = DispatchReport(event, 0)
     return report
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 def _takes_one_positional(callback: Callable[..., Any]) -> bool:
@@ -385,8 +381,7 @@ class EventBus:
                 if result is not None and inspect.isawaitable(result):
                     slot.stepped = slot.armed = None  # other tasks run while this awaits
                     try:  # still the plugin's code: its scope, its deadline
-                        await call_plugin(
-                            _awaited,
+                        await await_result(
                             result,
                             plugin=owner,
                             operation=event,

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clawhost.runtime.guard import Withdrawn
-from clawhost.sandbox.limits import call_inline, call_plugin
+from clawhost.sandbox.limits import await_result, call_inline, call_plugin
 
 if TYPE_CHECKING:
     from clawhost.runtime.records import PluginRecord
@@ -87,8 +87,7 @@ async def call_plugin_code(
             kwargs=kwargs,
         )
         if inspect.isawaitable(result):
-            result = await call_plugin(
-                _await,
+            result = await await_result(
                 result,
                 plugin=record.name,
                 operation=operation,
@@ -107,10 +106,6 @@ async def call_plugin_code(
         sync_in_thread=not inline,
         kwargs=kwargs,
     )
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 class HostGuard:

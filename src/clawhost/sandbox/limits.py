@@ -38,6 +38,7 @@ from clawhost.sandbox.workers import Job, submit
 
 __all__ = [
     "INTERRUPT_GRACE",
+    "await_result",
     "call_inline",
     "call_plugin",
     "current_slot",
@@ -455,6 +456,25 @@ async def _call(
     if _is_awaitable(result):
         return await _await_plugin(result, call)
     return result
+
+
+async def await_result(
+    awaitable: Awaitable[Any],
+    *,
+    plugin: str,
+    operation: str,
+    timeout: float | None,  # noqa: ASYNC109 (enforced inside, as by call_plugin)
+    scope: SandboxScope | None,
+) -> Any:
+    """Await what plugin code called inline returned (a coroutine, a future) as the
+    plugin's code still: in its scope and under its deadline."""
+    return await call_plugin(
+        _awaited, awaitable, plugin=plugin, operation=operation, timeout=timeout, scope=scope
+    )
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _is_awaitable(value: object) -> bool:
