@@ -230,13 +230,15 @@ _ATOMIC = frozenset({str, int, float, bool, type(None)})
 
 
 def _copied(value: Any) -> Any:
-    """A deep copy of ``value``; strings, numbers and the like (and containers holding
-    only them, one level deep) are copied without ``copy.deepcopy``'s dispatch."""
+    """A deep copy of ``value``; strings, numbers and the like, and dicts and lists holding
+    only them, are copied without ``copy.deepcopy``'s dispatch."""
     kind = type(value)
     if kind in _ATOMIC:
         return value
     if kind is dict and all(type(item) in _ATOMIC for item in value.values()):
         return dict(value)
+    if kind is list and all(type(item) in _ATOMIC for item in value):
+        return list(value)
     return copy.deepcopy(value)
 
 
