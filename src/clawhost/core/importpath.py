@@ -20,12 +20,13 @@ plugin's modules. ``sys.path`` itself is never changed.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.abc import MetaPathFinder
 from importlib.metadata import Distribution, DistributionFinder, MetadataPathFinder
 from types import ModuleType
@@ -176,12 +177,21 @@ def _hold(kind: str, place: str, holder: object, borrowed: bool) -> None:
     if borrowed and not _holders.get(place):
         _borrowed.add(place)
     try:
-        reference: Any = weakref.ref(holder, lambda _: _release(key))
+        reference: Any = weakref.ref(holder, functools.partial(_collected, key))
     except TypeError:  # not weakly referable: released only when asked
         reference = None
     _held[key] = (kind, place, reference)
     _holders.setdefault(place, set()).add(key)
     _changed()
+
+
+def _collected(key: int, _: object, *, finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+    """A holder was collected. Not while the interpreter exits: a host kept in a module
+    global is collected as the modules are torn down, when ``sys`` has lost
+    ``path_importer_cache`` (and this module, perhaps, its globals), and there is nothing
+    left to clean up for."""
+    if not finalizing():
+        _release(key)
 
 
 def _release(key: int) -> bool:
