@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,35 @@ def test_doctor_finds_a_stale_discovery_cache_and_fix_deletes_it(tmp_path: Path)
     assert "Stale discovery cache" not in [
         f["problem"] for f in json.loads(after.stdout)["findings"]
     ]
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        (None, ("info", "Installer", f"plugins are installed with pip ({sys.executable} -m pip)")),
+        (
+            "conda",
+            (
+                "warning",
+                "No installer",
+                "plugins install, update and uninstall cannot work: "
+                "unknown installer 'conda': one of pip, uv",
+            ),
+        ),
+    ],
+)
+def test_doctor_names_the_installer_or_why_there_is_none(
+    tmp_path: Path, asked: str | None, expected: tuple[str, str, str]
+) -> None:
+    site = SiteDir(tmp_path / "site")
+    env = {"CLAWHOST_INSTALLER": asked} if asked else {}
+
+    result = invoke("--path", site.root, "doctor", "--json", "--no-activate", env=env)
+
+    findings = json.loads(result.stdout)["findings"]
+    said = [
+        (f["severity"], f["problem"], f["message"])
+        for f in findings
+        if f["problem"] in ("Installer", "No installer")
+    ]
+    assert said == [expected]

@@ -250,3 +250,37 @@ def test_without_uv_anywhere_a_pipless_environment_says_what_to_do(
     assert done.returncode == 1
     assert f"Error: {venv} is an environment made by uv, which has no pip" in done.stderr
     assert "uv cannot be found: put uv on PATH or set UV to its path" in done.stderr
+
+
+def test_doctor_names_the_installer_plugins_install_would_use(
+    world: UvWorld, venv: Path, registry: Path
+) -> None:
+    env = world.env(registry)
+    found = clawhost(world, venv, "doctor", "--json", "--no-activate", registry=registry)
+    env["PATH"] = os.pathsep.join(
+        folder for folder in env["PATH"].split(os.pathsep) if not (Path(folder) / "uv").exists()
+    )
+    env.pop("UV", None)
+    stranded = subprocess.run(
+        [venv.parent / "clawhost", "doctor", "--json", "--no-activate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+    def installer(done: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]]:
+        findings = json.loads(done.stdout)["findings"]
+        return [
+            (f["severity"], f["problem"], f["message"])
+            for f in findings
+            if f["problem"] in ("Installer", "No installer")
+        ]
+
+    assert installer(found) == [
+        ("info", "Installer", f"plugins are installed with uv ({world.uv})")
+    ], found.stderr
+    ((severity, problem, message),) = installer(stranded)
+    assert (severity, problem) == ("warning", "No installer")
+    assert f"{venv} is an environment made by uv, which has no pip" in message

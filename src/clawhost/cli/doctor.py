@@ -13,9 +13,7 @@ kills the interpreter when imported is reported like any other failure.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -146,13 +144,27 @@ def _check_environment(findings: _Findings) -> None:
         f"clawhost {__version__}, Python {sys.version.split()[0]} at {sys.executable}",
         "",
     )
-    if importlib.util.find_spec("pip") is None and shutil.which("uv") is None:
+    # The installer ``plugins install`` would use here, found as it finds it (uv beside
+    # the interpreter, $UV, the uv package's binary), and honouring $CLAWHOST_INSTALLER.
+    from clawhost.errors import InstallError
+
+    from .installer import detect_installer
+
+    asked = os.environ.get("CLAWHOST_INSTALLER") or None
+    try:
+        installer = detect_installer(tool=asked)  # type: ignore[arg-type]  # checked there
+    except InstallError as exc:
         findings.add(
             "warning",
             "No installer",
-            "neither pip nor uv is available: plugins install and update cannot work",
-            f"{sys.executable} -m ensurepip",
+            f"plugins install, update and uninstall cannot work: {exc}",
+            "unset CLAWHOST_INSTALLER, or install what it names"
+            if asked
+            else f"install uv (https://docs.astral.sh/uv/), or pip: {sys.executable} -m ensurepip",
         )
+        return
+    used = f"uv ({installer.uv})" if installer.tool == "uv" else f"pip ({sys.executable} -m pip)"
+    findings.add("info", "Installer", f"plugins are installed with {used}", "")
 
 
 def _check_config(state: AppState, findings: _Findings) -> HostConfig:
