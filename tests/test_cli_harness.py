@@ -256,3 +256,27 @@ def test_the_harness_shows_its_findings_in_a_table(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "FAILED: 2 problem(s) found in broken 1.0.0" in result.output
     assert "[error] health check: unhealthy: the database is down" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_the_harness_installs_with_the_installer_asked_for(tmp_path: Path, installer: str) -> None:
+    project = _created(tmp_path, f"by-{installer}")
+
+    result = invoke(
+        "plugins",
+        "test",
+        "--installer",
+        installer,
+        "--no-build-isolation",
+        "--no-tests",
+        "--json",
+        project,
+    )
+
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, report
+    install = next(step for step in report["steps"] if step["name"] == "install")
+    assert (
+        install["detail"] == f"built and installed into a throw-away environment with {installer}"
+    )

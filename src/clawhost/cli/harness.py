@@ -24,18 +24,21 @@ import tempfile
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.table import Table
 from rich.text import Text
 
+from .install import installer_option
 from .render import echo_json, make_console
 from .state import AppState
 
 if TYPE_CHECKING:
     from clawhost.discovery.project import PluginProject
     from clawhost.testkit.conformance import ConformanceReport
+
+    from .installer import Tool
 
 __all__ = ["HarnessResult", "make_throwaway_environment", "test_command"]
 
@@ -124,6 +127,7 @@ def _install(
     *,
     no_build_isolation: bool,
     echo: bool,
+    tool: str | None = None,
 ) -> bool:
     from clawhost.errors import InstallError
 
@@ -131,7 +135,7 @@ def _install(
     from .spec import validate_extra
 
     try:
-        installer = detect_installer(echo=echo)
+        installer = detect_installer(echo=echo, tool=cast("Tool | None", tool))
         items = [str(result.path), *(validate_extra(extra) for extra in extras)]
         installer.install(
             items, target=purelib, no_deps=True, no_build_isolation=no_build_isolation
@@ -141,7 +145,9 @@ def _install(
         output = getattr(exc, "output", "")
         result.step("install", False, f"{detail}\n{output}".strip())
         return False
-    result.step("install", True, "built and installed into a throw-away environment")
+    result.step(
+        "install", True, f"built and installed into a throw-away environment with {installer.tool}"
+    )
     return True
 
 
@@ -245,8 +251,10 @@ def run_harness(
     no_build_isolation: bool = False,
     timeout: float = 300.0,
     keep: bool = False,
+    installer: str | None = None,
 ) -> HarnessResult:
-    """Run every step of the harness on the project at ``path``."""
+    """Run every step of the harness on the project at ``path`` (``installer``: pip or
+    uv, as ``--installer`` of ``plugins install``; the default chooses as it does)."""
     result = HarnessResult(path.absolute())
     project = _read(result)
     if project is None:
@@ -257,7 +265,12 @@ def run_harness(
         if project.layout == "project":
             python, purelib = make_throwaway_environment(scratch / "env")
             if not _install(
-                result, purelib, extras, no_build_isolation=no_build_isolation, echo=state.debug
+                result,
+                purelib,
+                extras,
+                no_build_isolation=no_build_isolation,
+                echo=state.debug,
+                tool=installer,
             ):
                 return result
         _conform(result, state, project, python, scratch, health=health, timeout=timeout)
@@ -321,6 +334,7 @@ def _render(result: HarnessResult) -> None:
 )
 @click.option("--keep", is_flag=True, help="Keep the throw-away environment for a look.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per step.")
+@installer_option
 @click.pass_obj
 def test_command(  # noqa: PLR0917 - click passes each option positionally
     state: AppState,
@@ -332,6 +346,7 @@ def test_command(  # noqa: PLR0917 - click passes each option positionally
     no_build_isolation: bool,
     keep: bool,
     timeout: float,
+    installer_name: str | None,
 ) -> None:
     """Validate, build, install, activate, check and test the plugin project at PATH.
 
@@ -347,6 +362,7 @@ def test_command(  # noqa: PLR0917 - click passes each option positionally
         no_build_isolation=no_build_isolation,
         timeout=timeout,
         keep=keep,
+        installer=installer_name,
     )
     if as_json:
         echo_json(result.to_dict())

@@ -47,7 +47,7 @@ _BUILD_ISOLATION_HELP = (
     "needed offline)."
 )
 
-_installer_option = click.option(
+installer_option = click.option(
     "--installer",
     "installer_name",
     type=click.Choice(["pip", "uv"]),
@@ -282,7 +282,7 @@ def _config_hints(fetched: Sequence[Fetched], config: HostConfig) -> list[str]:
 @click.option("--dry-run", is_flag=True, help="Fetch and check only; install nothing.")
 @click.option("--no-deps", is_flag=True, help="Do not install the plugin's Python dependencies.")
 @click.option("--no-build-isolation", is_flag=True, help=_BUILD_ISOLATION_HELP)
-@_installer_option
+@installer_option
 @click.option("--yes", "-y", is_flag=True, help=_YES_HELP)
 @click.pass_obj
 def install_command(  # noqa: PLR0917 - click passes each option positionally
@@ -370,7 +370,7 @@ def _update_source(plugin: DiscoveredPlugin) -> InstallSource | str:
 @click.option("--force", is_flag=True, help="Update despite a dependency conflict (risky).")
 @click.option("--dry-run", is_flag=True, help="Fetch and check only; install nothing.")
 @click.option("--no-build-isolation", is_flag=True, help=_BUILD_ISOLATION_HELP)
-@_installer_option
+@installer_option
 @click.option("--yes", "-y", is_flag=True, help=_YES_HELP)
 @click.pass_obj
 def update_command(  # noqa: PLR0917 - click passes each option positionally
@@ -449,7 +449,7 @@ def update_command(  # noqa: PLR0917 - click passes each option positionally
 @click.command("uninstall")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_installer_option
+@installer_option
 @click.pass_obj
 def uninstall_command(state: AppState, name: str, yes: bool, installer_name: str | None) -> None:
     """Uninstall a plugin's distribution (warning about the plugins that need it)."""
