@@ -152,7 +152,7 @@ def _check_environment(findings: _Findings) -> None:
 
     asked = os.environ.get("CLAWHOST_INSTALLER") or None
     try:
-        installer = detect_installer(tool=asked)  # type: ignore[arg-type]  # checked there
+        installer = detect_installer(tool=asked)
     except InstallError as exc:
         findings.add(
             "warning",

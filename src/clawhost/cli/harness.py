@@ -24,7 +24,7 @@ import tempfile
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -37,8 +37,6 @@ from .state import AppState
 if TYPE_CHECKING:
     from clawhost.discovery.project import PluginProject
     from clawhost.testkit.conformance import ConformanceReport
-
-    from .installer import Tool
 
 __all__ = ["HarnessResult", "make_throwaway_environment", "test_command"]
 
@@ -135,7 +133,7 @@ def _install(
     from .spec import validate_extra
 
     try:
-        installer = detect_installer(echo=echo, tool=cast("Tool | None", tool))
+        installer = detect_installer(echo=echo, tool=tool)
         items = [str(result.path), *(validate_extra(extra) for extra in extras)]
         installer.install(
             items, target=purelib, no_deps=True, no_build_isolation=no_build_isolation

@@ -16,7 +16,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import click
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from .consent import Request
     from .fetch import Fetched
-    from .installer import Installer, Tool
+    from .installer import Installer
     from .spec import InstallSource
 
 __all__ = ["install_command", "uninstall_command", "update_command"]
@@ -60,7 +60,7 @@ installer_option = click.option(
 def _installer(state: AppState, name: str | None) -> Installer:
     from .installer import detect_installer
 
-    return detect_installer(echo=state.debug, tool=cast("Tool | None", name))
+    return detect_installer(echo=state.debug, tool=name)
 
 
 def _installed(state: AppState) -> tuple[HostConfig, list[DiscoveredPlugin]]:

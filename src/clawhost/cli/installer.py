@@ -178,10 +178,11 @@ class Installer:
 _NO_UV = "uv is not installed: put it on PATH (https://docs.astral.sh/uv/), or set UV to its path"
 
 
-def detect_installer(*, echo: bool = False, tool: Tool | None = None) -> Installer:
+def detect_installer(*, echo: bool = False, tool: str | None = None) -> Installer:
     """The installer for the environment clawhost runs in.
 
-    ``tool`` is what ``--installer`` asked for; without it, pip when the environment has
+    ``tool`` is what ``--installer`` (or ``$CLAWHOST_INSTALLER``) asked for, any text:
+    a name not in ``TOOLS`` is an ``InstallError``; without it, pip when the environment has
     it, else uv (an environment made by ``uv venv`` has no pip). ``InstallError`` says
     what is missing and what to do.
     """
